@@ -1,0 +1,223 @@
+"""One judgement: every configured metric's test on the data so far, then the verdict.
+
+This is the single code path behind the live service, ``replay`` and the benchmarks.
+Alpha is shared across the anytime-valid metrics by e-Bonferroni: with ``M`` of them, a
+metric fails when its e-value reaches ``M / alpha``, so the chance that any of them ever
+fails a canary that is within its margins stays below ``alpha``. Mann-Whitney metrics are
+fixed-horizon tests outside that budget (as in Kayenta); their guarantee does not survive
+repeated looks and the docs say so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from analyzer.config.models import CanaryConfig, MetricConfig
+from analyzer.judge import mannwhitney
+from analyzer.judge.latency import LatencyTest, latency_test, quantile_from_buckets
+from analyzer.judge.rate import SplitData, rate_test
+from analyzer.judge.results import Classification, Judgement, MetricResult, SideSummary
+from analyzer.judge.scoring import decide
+from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
+
+_LOG_E_CAP = 700.0  # exp() of more overflows a float; such evidence is reported as 1e300+
+
+
+class JudgeInputError(ValueError):
+    """Data that does not fit the config (e.g. a histogram where a ratio was configured)."""
+
+
+def _e(log_e: float) -> float:
+    return math.exp(min(log_e, _LOG_E_CAP))
+
+
+def _harm(metric: MetricConfig, log_up: float, log_down: float) -> tuple[float, str]:
+    """The metric's log e-value for harm and the class it would get (high/low)."""
+    if metric.direction == "increase":
+        return log_up, "high"
+    if metric.direction == "decrease":
+        return log_down, "low"
+    combined = float(np.logaddexp(log_up, log_down) - math.log(2.0))
+    return combined, ("high" if log_up >= log_down else "low")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.3g}"
+
+
+def _interval_text(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f" (interval [{_fmt(interval[0])}, {_fmt(interval[1])}])"
+
+
+def _margin_text(metric: MetricConfig) -> str:
+    if metric.direction == "increase":
+        return f"allowed {_fmt(metric.allowed_increase)}"
+    if metric.direction == "decrease":
+        return f"allowed {_fmt(metric.allowed_decrease)}"
+    return f"allowed {_fmt(metric.allowed_decrease)}–{_fmt(metric.allowed_increase)}"
+
+
+def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
+                       within: bool, enough: bool, effect: float | None,
+                       interval: tuple[float, float] | None, canary: SideSummary,
+                       baseline: SideSummary, log_threshold: float,
+                       details: tuple[dict, ...] = ()) -> MetricResult:
+    log_e, harm_class = _harm(metric, log_up, log_down)
+    classification: Classification
+    if log_e >= log_threshold:
+        classification = harm_class
+        reason = (f"canary/baseline {_fmt(effect)}{_interval_text(interval)} beyond "
+                  f"{_margin_text(metric)}; e-value {_fmt(_e(log_e))} ≥ "
+                  f"{_fmt(math.exp(log_threshold))}")
+    elif not enough:
+        classification = "nodata"
+        reason = (f"too little traffic to judge ({canary.count:g} canary and "
+                  f"{baseline.count:g} baseline requests, need {metric.min_count})")
+    else:
+        classification = "pass"
+        reason = (f"canary/baseline {_fmt(effect)}{_interval_text(interval)}, "
+                  f"{_margin_text(metric)}; e-value {_fmt(_e(log_e))} < "
+                  f"{_fmt(math.exp(log_threshold))}")
+    return MetricResult(
+        name=metric.name, classification=classification, critical=metric.critical,
+        direction=metric.direction, test=metric.resolved_test, canary=canary,
+        baseline=baseline, effect=effect, interval=interval, e_value=_e(log_e),
+        threshold=math.exp(log_threshold), within_margin=within and enough, reason=reason,
+        group=metric.resolved_group, muted=metric.muted, details=details)
+
+
+def _within(metric: MetricConfig, log_below_up: float, log_above_down: float,
+            log_level: float) -> bool:
+    """Positive evidence that the ratio is inside the margin, each side at level alpha.
+
+    An intersection-union test: pass needs every side (and every latency threshold) to
+    reject its own harm hypothesis, so no multiplicity adjustment is needed.
+    """
+    ok_up = log_below_up >= log_level
+    ok_down = log_above_down >= log_level
+    if metric.direction == "increase":
+        return ok_up
+    if metric.direction == "decrease":
+        return ok_down
+    return ok_up and ok_down
+
+
+def judge_ratio(metric: MetricConfig, series: RatioSeries, *, log_threshold: float,
+                log_level: float, intervals: bool) -> MetricResult:
+    data = SplitData.from_counts(series.canary_num, series.canary_den,
+                                 series.baseline_num, series.baseline_den)
+    test = rate_test(data, allowed_increase=metric.allowed_increase,
+                     allowed_decrease=metric.allowed_decrease,
+                     interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
+    nc, nb = float(series.canary_den.sum()), float(series.baseline_den.sum())
+    canary = SideSummary(nc, float(series.canary_num.sum()) / nc if nc else None)
+    baseline = SideSummary(nb, float(series.baseline_num.sum()) / nb if nb else None)
+    within = _within(metric, test.log_e_below_increase, test.log_e_above_decrease, log_level)
+    return _sequential_result(
+        metric, log_up=test.log_e_increase, log_down=test.log_e_decrease, within=within,
+        enough=min(nc, nb) >= metric.min_count, effect=test.estimate, interval=test.interval,
+        canary=canary, baseline=baseline, log_threshold=log_threshold)
+
+
+def _latency_details(test: LatencyTest) -> tuple[dict, ...]:
+    return tuple({"quantile": t.quantile, "bound": t.bound, "effect": t.effect,
+                  "interval": None if t.interval is None else list(t.interval),
+                  "e_value": _e(t.rate.log_e_increase),
+                  "canary_quantile": t.canary_quantile,
+                  "baseline_quantile": t.baseline_quantile} for t in test.thresholds)
+
+
+def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_threshold: float,
+                    log_level: float, intervals: bool) -> MetricResult:
+    test = latency_test(series.le, series.canary, series.baseline, quantiles=metric.quantiles,
+                        allowed_increase=metric.allowed_increase,
+                        allowed_decrease=metric.allowed_decrease,
+                        interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
+    top_q = max(metric.quantiles)
+    canary = SideSummary(float(test.canary_count), quantile_from_buckets(
+        series.le, series.canary.sum(axis=0), top_q))
+    baseline = SideSummary(float(test.baseline_count), quantile_from_buckets(
+        series.le, series.baseline.sum(axis=0), top_q))
+    effect, interval = None, None
+    if test.thresholds:
+        # Report the threshold with the strongest evidence of harm.
+        key = (lambda t: t.rate.log_e_decrease) if metric.direction == "decrease" else (
+            lambda t: max(t.rate.log_e_increase, t.rate.log_e_decrease)
+            if metric.direction == "either" else t.rate.log_e_increase)
+        strongest = max(test.thresholds, key=key)
+        effect, interval = strongest.effect, strongest.interval
+    within = bool(test.thresholds) and all(
+        _within(metric, t.rate.log_e_below_increase, t.rate.log_e_above_decrease, log_level)
+        for t in test.thresholds)
+    enough = min(test.canary_count, test.baseline_count) >= metric.min_count
+    return _sequential_result(
+        metric, log_up=test.log_e_increase, log_down=test.log_e_decrease, within=within,
+        enough=enough, effect=effect, interval=interval, canary=canary, baseline=baseline,
+        log_threshold=log_threshold, details=_latency_details(test))
+
+
+def judge_gauge(metric: MetricConfig, series: GaugeSeries) -> MetricResult:
+    outcome = mannwhitney.classify(
+        series.canary, series.baseline, direction=metric.direction,
+        allowed_increase=metric.allowed_increase, allowed_decrease=metric.allowed_decrease,
+        nan_strategy=metric.nan_strategy, must_have_data=metric.must_have_data,
+        critical=metric.critical)
+    classification: Classification = (
+        "nodata" if outcome.classification == "nodata-fail" else outcome.classification)
+    return MetricResult(
+        name=metric.name, classification=classification, critical=metric.critical,
+        direction=metric.direction, test="mann-whitney",
+        canary=SideSummary(float(outcome.canary_count), outcome.canary_mean),
+        baseline=SideSummary(float(outcome.baseline_count), outcome.baseline_mean),
+        effect=outcome.effect, interval=outcome.interval, e_value=None, threshold=None,
+        within_margin=outcome.classification == "pass", reason=outcome.reason,
+        group=metric.resolved_group, muted=metric.muted,
+        counts_as_failure=outcome.classification == "nodata-fail")
+
+
+def _missing(metric: MetricConfig) -> MetricResult:
+    empty = SideSummary(0.0, None)
+    return MetricResult(
+        name=metric.name, classification="nodata", critical=metric.critical,
+        direction=metric.direction, test=metric.resolved_test, canary=empty, baseline=empty,
+        effect=None, interval=None, e_value=None, threshold=None, within_margin=False,
+        reason="no data for this metric", group=metric.resolved_group, muted=metric.muted,
+        counts_as_failure=metric.must_have_data and not metric.critical)
+
+
+def judge_metric(metric: MetricConfig, series: MetricSeries | None, config: CanaryConfig, *,
+                 intervals: bool = True) -> MetricResult:
+    if series is None or len(series) == 0:
+        return _missing(metric)
+    if series.type != metric.resolved_type:
+        raise JudgeInputError(f"metric {metric.name!r}: config expects {metric.resolved_type} "
+                              f"data, got {series.type}")
+    alpha = config.judge.alpha
+    log_threshold = math.log(max(config.sequential_count, 1) / alpha)
+    log_level = math.log(1.0 / alpha)
+    if isinstance(series, RatioSeries):
+        return judge_ratio(metric, series, log_threshold=log_threshold, log_level=log_level,
+                           intervals=intervals)
+    if isinstance(series, HistogramSeries):
+        return judge_histogram(metric, series, log_threshold=log_threshold,
+                               log_level=log_level, intervals=intervals)
+    return judge_gauge(metric, series)
+
+
+def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool = False,
+          intervals: bool = True, data_seconds: float | None = None) -> Judgement:
+    """Judge every metric of ``config`` on ``data`` (metric name → per-interval series).
+
+    ``intervals=False`` skips the confidence sequences, which only the report needs; replay
+    uses it for the looks in between.
+    """
+    results = [judge_metric(m, data.get(m.name), config, intervals=intervals)
+               for m in config.metrics]
+    return decide(results, config, final=final, data_seconds=data_seconds)

@@ -1,0 +1,155 @@
+"""Anytime-valid latency test on histogram bucket counts (Istio's request-duration buckets).
+
+A canary is slower at quantile q when more of its requests land above the baseline's
+q-quantile than the baseline's own do. So for each quantile of interest we pick thresholds
+at the bucket bounds around the baseline's quantile and count, per interval, the requests
+above each threshold: that is a rate (slow requests / requests) and the conditional
+rate-ratio test of ``analyzer.judge.rate`` applies unchanged, with its weight handling and
+burst tempering. A threshold near p99 catches a tail regression that leaves the median
+alone; one near p50 catches a canary that is slower overall.
+
+The margin is given as a latency ratio (``allowed_increase: 1.1`` means "10% slower is
+fine"). A canary exactly ``a`` times slower than the baseline exceeds ``L`` as often as the
+baseline exceeds ``L / a``, so the margin for the exceedance ratio at ``L`` is
+``S_b(L / a) / S_b(L)`` with ``S_b`` the baseline's survival function, interpolated linearly
+inside buckets as Prometheus' ``histogram_quantile`` does. Estimates and intervals are
+mapped back to latency ratios the same way, so the report speaks the unit of the margin.
+
+The metric's e-value is the average of the thresholds' e-values (an average of e-processes
+is an e-process), so testing several quantiles costs no extra alpha.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.judge.rate import RateTest, SplitData, rate_test
+
+
+@dataclass(frozen=True)
+class ThresholdTest:
+    quantile: float  # the quantile of interest that chose this threshold
+    bound: float  # the bucket bound L (e.g. milliseconds)
+    rate: RateTest  # evidence on the exceedance ratio canary/baseline
+    effect: float | None  # as a latency ratio
+    interval: tuple[float, float] | None  # as latency ratios
+    canary_quantile: float | None
+    baseline_quantile: float | None
+
+
+@dataclass(frozen=True)
+class LatencyTest:
+    log_e_increase: float
+    log_e_decrease: float
+    thresholds: tuple[ThresholdTest, ...]
+    canary_count: int
+    baseline_count: int
+
+
+def quantile_from_buckets(le: np.ndarray, counts: np.ndarray, q: float) -> float | None:
+    """Prometheus-style histogram_quantile on non-cumulative bucket counts."""
+    total = counts.sum()
+    if total <= 0:
+        return None
+    cumulative = np.cumsum(counts)
+    rank = q * total
+    j = int(np.searchsorted(cumulative, rank, side="left"))
+    j = min(j, len(le) - 1)
+    if math.isinf(le[j]):
+        return float(le[j - 1]) if j > 0 else None
+    lower = 0.0 if j == 0 else float(le[j - 1])
+    below = 0.0 if j == 0 else float(cumulative[j - 1])
+    inside = float(counts[j])
+    if inside <= 0:
+        return float(le[j])
+    return lower + (float(le[j]) - lower) * (rank - below) / inside
+
+
+def _survival(le: np.ndarray, counts: np.ndarray, x: float) -> float:
+    """Share of requests above x, linear inside the bucket that holds x."""
+    total = counts.sum()
+    finite = le[:-1]
+    j = int(np.searchsorted(finite, x, side="left"))
+    above_bucket = counts[j + 1:].sum() if j + 1 < len(counts) else 0.0
+    if j >= len(finite):  # beyond the last finite bound: no shape information
+        return float(counts[-1]) / total
+    lower = 0.0 if j == 0 else float(le[j - 1])
+    width = float(le[j]) - lower
+    part = (float(le[j]) - x) / width if width > 0 else 0.0
+    return float(above_bucket + counts[j] * min(max(part, 0.0), 1.0)) / total
+
+
+def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
+                           exceedance_ratio: float) -> float:
+    """Latency ratio a with S_b(bound / a) = exceedance_ratio · S_b(bound)."""
+    target = exceedance_ratio * _survival(le, counts, bound)
+    if target >= 1.0:
+        return math.inf
+    if target <= 0.0:
+        return 0.0
+    x = quantile_from_buckets(le, counts, 1.0 - target)
+    if x is None or x <= 0:
+        return math.inf
+    return bound / x
+
+
+def _thresholds(le: np.ndarray, baseline: np.ndarray,
+                quantiles: tuple[float, ...]) -> list[tuple[float, int]]:
+    """(quantile, bucket index) pairs: the bounds just below and above each baseline quantile."""
+    cumulative = np.cumsum(baseline) / baseline.sum()
+    chosen: dict[int, float] = {}
+    last = len(le) - 1  # +Inf: nothing can lie above it
+    for q in quantiles:
+        j = int(np.searchsorted(cumulative, q, side="left"))
+        for k in (j - 1, j):
+            if 0 <= k < last and 0.0 < cumulative[k] < 1.0:
+                chosen.setdefault(k, q)
+    return sorted(((q, k) for k, q in chosen.items()), key=lambda item: item[1])
+
+
+def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
+                 quantiles: tuple[float, ...], allowed_increase: float = 1.0,
+                 allowed_decrease: float = 1.0,
+                 interval_log_k: float | None = None) -> LatencyTest:
+    """Evidence that the canary is slower (or faster) than the baseline beyond the margins.
+
+    ``canary``/``baseline`` are (intervals × buckets) non-cumulative counts.
+    """
+    pooled_b = baseline.sum(axis=0).astype(float)
+    pooled_c = canary.sum(axis=0).astype(float)
+    canary_total = int(pooled_c.sum())
+    baseline_total = int(pooled_b.sum())
+    if baseline_total == 0 or canary_total == 0:
+        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total)
+    den_c = canary.sum(axis=1)
+    den_b = baseline.sum(axis=1)
+    # Requests above bound k, per interval: reverse cumulative sums of the buckets.
+    above_c = np.cumsum(canary[:, ::-1], axis=1)[:, ::-1]
+    above_b = np.cumsum(baseline[:, ::-1], axis=1)[:, ::-1]
+    tests = []
+    for q, k in _thresholds(le, pooled_b, quantiles):
+        bound = float(le[k])
+        base_exceed = _survival(le, pooled_b, bound)
+        up = max(_survival(le, pooled_b, bound / allowed_increase) / base_exceed, 1.0)
+        down = min(_survival(le, pooled_b, bound / allowed_decrease) / base_exceed, 1.0)
+        data = SplitData.from_counts(above_c[:, k + 1], den_c, above_b[:, k + 1], den_b)
+        rate = rate_test(data, allowed_increase=up, allowed_decrease=max(down, 1e-9),
+                         interval_log_k=interval_log_k)
+        effect = None if rate.estimate is None else _ratio_from_exceedance(
+            le, pooled_b, bound, rate.estimate)
+        interval = None
+        if rate.interval is not None:
+            interval = (_ratio_from_exceedance(le, pooled_b, bound, rate.interval[0]),
+                        _ratio_from_exceedance(le, pooled_b, bound, rate.interval[1]))
+        tests.append(ThresholdTest(q, bound, rate, effect, interval,
+                                   quantile_from_buckets(le, pooled_c, q),
+                                   quantile_from_buckets(le, pooled_b, q)))
+    if not tests:
+        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total)
+    n = math.log(len(tests))
+    log_up = float(np.logaddexp.reduce([t.rate.log_e_increase for t in tests]) - n)
+    log_down = float(np.logaddexp.reduce([t.rate.log_e_decrease for t in tests]) - n)
+    return LatencyTest(log_up, log_down, tuple(tests), canary_total, baseline_total)

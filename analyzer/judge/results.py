@@ -1,0 +1,55 @@
+"""What the judge returns: per-metric classifications with their evidence, and the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Classification = Literal["pass", "high", "low", "nodata"]
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class SideSummary:
+    count: float  # requests (ratio, histogram) or samples (gauge)
+    value: float | None  # rate, quantile or mean; None without data
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str
+    classification: Classification
+    critical: bool
+    direction: str
+    test: str
+    canary: SideSummary
+    baseline: SideSummary
+    effect: float | None  # canary/baseline ratio in the metric's own unit
+    interval: tuple[float, float] | None  # confidence sequence (or fixed interval) for effect
+    e_value: float | None  # evidence of harm; compared with the metric's threshold
+    threshold: float | None  # e-value at which the metric fails (None for fixed tests)
+    within_margin: bool  # positive evidence that harm is ruled out (final gate)
+    reason: str
+    group: str
+    muted: bool = False
+    counts_as_failure: bool = False  # Kayenta's NodataFailMetric: no data where data was required
+    details: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def harmful(self) -> bool:
+        return self.classification in ("high", "low") or self.counts_as_failure
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["interval"] = None if self.interval is None else list(self.interval)
+        out["details"] = list(self.details)
+        del out["counts_as_failure"]
+        return out
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    score: float
+    reason: str
+    metrics: tuple[MetricResult, ...]

@@ -1,0 +1,96 @@
+"""Kayenta-style scoring and the verdict policy of DESIGN §5.
+
+Scoring follows NetflixACAJudge: a group scores the share of its countable metrics that
+pass (no-data metrics do not count; a group with nothing countable scores 100), groups are
+weighted, and any critical metric showing harm zeroes the score. Unlike Kayenta, weights are
+normalised over the groups that have metrics, so a config listing an unused group does not
+cap every score below 100.
+
+The verdict policy: ``fail`` as soon as a critical metric (or the score) shows harm;
+otherwise ``pass`` while no harm is shown; at the promotion gate (``final``) ``pass`` also
+needs positive evidence that every critical metric is within its margin, else
+``inconclusive`` so that Rollouts pauses and a human decides.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from analyzer.config.models import CanaryConfig
+from analyzer.judge.results import Judgement, MetricResult
+
+
+def group_scores(results: list[MetricResult]) -> dict[str, float]:
+    passed: dict[str, int] = defaultdict(int)
+    counted: dict[str, int] = defaultdict(int)
+    for result in results:
+        if result.muted:
+            continue
+        counted.setdefault(result.group, 0)
+        if result.classification == "nodata" and not result.counts_as_failure:
+            continue
+        counted[result.group] += 1
+        if not result.harmful:
+            passed[result.group] += 1
+    return {g: (100.0 * passed[g] / n if n else 100.0) for g, n in counted.items()}
+
+
+def weighted_score(scores: dict[str, float], weights: dict[str, float]) -> float:
+    """Weighted mean of group scores; groups without a configured weight share the rest."""
+    if not scores:
+        return 100.0
+    given = {g: weights[g] for g in scores if g in weights}
+    missing = [g for g in scores if g not in weights]
+    rest = max(100.0 - sum(weights.values()), 0.0)
+    share = rest / len(missing) if missing else 0.0
+    effective = {**given, **dict.fromkeys(missing, share)}
+    total = sum(effective.values())
+    if total <= 0:  # every group weighted 0: fall back to equal weights
+        effective = dict.fromkeys(scores, 1.0)
+        total = float(len(scores))
+    return round(sum(scores[g] * w for g, w in effective.items()) / total, 2)
+
+
+def _describe(result: MetricResult) -> str:
+    return f"{result.name}: {result.reason}"
+
+
+def decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
+           data_seconds: float | None = None) -> Judgement:
+    active = [r for r in results if not r.muted]
+    score = weighted_score(group_scores(active), config.groups)
+    critical_harm = [r for r in active if r.critical and r.harmful]
+    if critical_harm:
+        reason = "critical metric shows a regression: " + "; ".join(map(_describe, critical_harm))
+        return Judgement("fail", 0.0, reason, tuple(results))
+    harmful = [r for r in active if r.harmful]
+    settings = config.judge
+    if score < settings.marginal_score:
+        reason = (f"score {score:g} is below the marginal score {settings.marginal_score:g}: "
+                  + "; ".join(map(_describe, harmful)))
+        return Judgement("fail", score, reason, tuple(results))
+    if score < settings.pass_score:
+        reason = (f"score {score:g} is marginal (pass needs {settings.pass_score:g}): "
+                  + "; ".join(map(_describe, harmful)))
+        return Judgement("inconclusive", score, reason, tuple(results))
+    if final:
+        gated = [r for r in active if r.critical] or [r for r in active if r.threshold is not None]
+        unproven = [r for r in gated if not r.within_margin]
+        if unproven:
+            reason = ("promotion gate: not enough evidence that "
+                      + ", ".join(r.name for r in unproven)
+                      + " stay within the allowed margin: "
+                      + "; ".join(map(_describe, unproven)))
+            return Judgement("inconclusive", score, reason, tuple(results))
+    nodata = [r for r in active if r.classification == "nodata"]
+    span = f", {data_seconds / 60:.0f} min of data" if data_seconds is not None else ""
+    if harmful:
+        reason = (f"score {score:g} passes although some metrics show a change: "
+                  + "; ".join(map(_describe, harmful)))
+    elif final:
+        reason = f"every gated metric is within its margin ({len(active)} metrics{span})"
+    else:
+        reason = f"no metric shows a regression ({len(active)} metrics{span})"
+    if nodata:
+        reason += "; not enough data yet for " + ", ".join(r.name for r in nodata)
+    return Judgement("pass", score, reason, tuple(results))

@@ -1,0 +1,97 @@
+"""Seeded simulations of the sequential tests under a look at every interval.
+
+Small versions of the studies in benchmarks/judge: large enough that a miscalibrated test
+fails them (each null bound is a binomial upper quantile for the number of runs), small
+enough for the suite. The false-fail rate is counted over all 60 looks of a 5 → 25 → 50% ramp.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from analyzer.judge.latency import latency_test
+from analyzer.judge.rate import SplitData, rate_test
+import simulation as sim
+
+ALPHA = 0.05
+LOG_K = math.log(1 / ALPHA)
+
+
+def _ever_fails(series, tau2=None) -> bool:
+    for t in range(1, len(series) + 1):
+        head = series.head(t)
+        data = SplitData.from_counts(head.canary_num, head.canary_den, head.baseline_num,
+                                     head.baseline_den)
+        if rate_test(data, tau2=tau2).log_e_increase >= LOG_K:
+            return True
+    return False
+
+
+def _first_fail(series) -> int | None:
+    for t in range(1, len(series) + 1):
+        head = series.head(t)
+        data = SplitData.from_counts(head.canary_num, head.canary_den, head.baseline_num,
+                                     head.baseline_den)
+        if rate_test(data).log_e_increase >= LOG_K:
+            return t
+    return None
+
+
+def _bound(runs: int) -> int:
+    """Largest false-fail count still consistent with a rate of ALPHA (one-sided 0.1%)."""
+    return int(binom.ppf(0.999, runs, ALPHA))
+
+
+@pytest.mark.parametrize(("rps", "p0", "cv"), [
+    (20, 0.01, (0.0, 0.0)),     # plain null on a weight ramp
+    (5, 0.02, (0.0, 0.0)),      # low traffic
+    (50, 0.01, (0.3, 0.3)),     # bursty on both sides
+    (50, 0.01, (0.6, 0.1)),     # a canary of few pods jitters alone
+])
+def test_type_one_error_under_a_look_every_interval(rps, p0, cv):
+    rng = np.random.default_rng(20261127)
+    runs = 250
+    fails = sum(_ever_fails(sim.errors(rng, rps=rps, p0=p0, cv=cv)) for _ in range(runs))
+    assert fails <= _bound(runs), f"{fails}/{runs} null canaries failed"
+
+
+def test_textbook_e_process_is_miscalibrated_on_bursty_nulls():
+    """The harness can see the failure the tempering fixes: without it, bursts fail canaries."""
+    rng = np.random.default_rng(7)
+    runs = 150
+    naive = sum(_ever_fails(sim.errors(rng, rps=100, p0=0.02, cv=(0.4, 0.4)), tau2=0.0)
+                for _ in range(runs))
+    assert naive > 2 * ALPHA * runs
+
+
+@pytest.mark.parametrize(("rps", "ratio", "min_power"), [(20, 2.0, 0.9), (50, 3.0, 0.98)])
+def test_power_against_error_regressions(rps, ratio, min_power):
+    rng = np.random.default_rng(11)
+    runs = 60
+    detected = [_first_fail(sim.errors(rng, rps=rps, p0=0.01, ratio=ratio)) for _ in range(runs)]
+    assert sum(d is not None for d in detected) >= min_power * runs
+
+
+def test_latency_null_is_calibrated_and_regressions_are_found():
+    rng = np.random.default_rng(5)
+
+    def fails(series, log_k=LOG_K) -> bool:
+        for t in range(2, len(series) + 1, 2):  # every other look keeps the test quick
+            head = series.head(t)
+            test = latency_test(head.le, head.canary, head.baseline, quantiles=(0.5, 0.9, 0.99),
+                                allowed_increase=1.0)
+            if test.log_e_increase >= log_k:
+                return True
+        return False
+
+    runs = 60
+    null = sum(fails(sim.latency(rng, rps=20, cv=(0.05, 0.05))) for _ in range(runs))
+    assert null <= _bound(runs)
+    slower = sum(fails(sim.latency(rng, rps=20, scale=1.25)) for _ in range(20))
+    assert slower >= 19
+    tail = sum(fails(sim.latency(rng, rps=20, tail_share=0.03, tail_ms=2000)) for _ in range(20))
+    assert tail >= 19

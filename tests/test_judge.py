@@ -1,0 +1,179 @@
+"""Behaviour of the judge on the cases the design names: verdict policy and evidence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import simulation as sim
+
+from analyzer.config import CanaryConfig, default_config
+from analyzer.config.models import MetricConfig
+from analyzer.judge.evaluate import JudgeInputError, judge
+from analyzer.judge.latency import quantile_from_buckets
+from analyzer.judge.series import GaugeSeries, HistogramSeries, RatioSeries
+
+
+def _ratio(c, nc, b, nb) -> RatioSeries:
+    return RatioSeries(*(np.asarray(x, dtype=np.int64) for x in (c, nc, b, nb)))
+
+
+def _replay(data: dict, config: CanaryConfig) -> tuple[int | None, object]:
+    """First failing look, and the last judgement (final gate when it never fails)."""
+    n = len(next(iter(data.values())))
+    for t in range(1, n + 1):
+        result = judge({k: v.head(t) for k, v in data.items()}, config, final=t == n)
+        if result.verdict == "fail":
+            return t, result
+    return None, result
+
+
+def test_all_5xx_canary_fails_at_the_first_evaluation():
+    data = {"error-rate": _ratio([12], [12], [2], [228])}
+    result = judge(data, default_config())
+    assert result.verdict == "fail"
+    assert result.score == 0.0
+    metric = result.metrics[0]
+    assert metric.classification == "high" and metric.critical
+    assert metric.e_value >= metric.threshold
+    assert metric.interval[0] > 1.2  # the whole interval is beyond the margin
+
+
+def test_shared_outage_on_both_sides_passes():
+    rng = np.random.default_rng(3)
+    series = sim.errors(rng, rps=20, p0=0.005)
+    c, b = series.canary_num.copy(), series.baseline_num.copy()
+    for t in range(10, 14):  # 40% of requests fail on both sides for two minutes
+        c[t] = rng.binomial(series.canary_den[t], 0.4)
+        b[t] = rng.binomial(series.baseline_den[t], 0.4)
+    outage = RatioSeries(c, series.canary_den, b, series.baseline_den)
+    first_fail, _ = _replay({"error-rate": outage}, default_config())
+    assert first_fail is None
+
+
+def test_a_fixed_threshold_would_have_failed_that_outage():
+    """The same outage breaks a canary-only 5% threshold: what 'against the baseline' buys."""
+    rng = np.random.default_rng(3)
+    series = sim.errors(rng, rps=20, p0=0.005)
+    rate = rng.binomial(series.canary_den[10], 0.4) / series.canary_den[10]
+    assert rate > 0.05
+
+
+def test_improvement_passes_and_is_reported_below_one():
+    rng = np.random.default_rng(4)
+    data = {"error-rate": sim.errors(rng, rps=50, p0=0.02, ratio=0.5)}
+    first_fail, last = _replay(data, default_config())
+    assert first_fail is None
+    assert last.metrics[0].effect < 1.0
+
+
+def test_low_traffic_never_fails_and_the_gate_is_inconclusive():
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        data = {"error-rate": sim.errors(rng, rps=0.1, p0=0.01, ratio=2.0),
+                "latency": sim.latency(rng, rps=0.1)}
+        first_fail, last = _replay(data, default_config())
+        assert first_fail is None
+        assert last.verdict == "inconclusive"
+        assert all(m.classification == "nodata" for m in last.metrics)
+
+
+def test_weight_ramp_does_not_fail_a_healthy_canary_but_pooling_would():
+    rng = np.random.default_rng(9)
+    series = sim.errors(rng, rps=50, p0=0.01)
+    first_fail, _ = _replay({"error-rate": series}, default_config())
+    assert first_fail is None
+    # Pooled counts judged against the current 50% weight see a "canary" far below its share
+    # early and far above it late: the invalid analysis the per-interval share avoids.
+    early = series.canary_num[:20].sum() / (series.canary_num[:20] + series.baseline_num[:20]).sum()
+    assert early < 0.15
+
+
+def test_latency_regressions_fail_overall_and_tail_only():
+    rng = np.random.default_rng(12)
+    config = default_config()
+    slower = {"error-rate": sim.errors(rng, rps=20, p0=0.01),
+              "latency": sim.latency(rng, rps=20, scale=1.4)}
+    first_fail, last = _replay(slower, config)
+    assert first_fail is not None
+    latency = next(m for m in last.metrics if m.name == "latency")
+    assert latency.classification == "high" and latency.effect > 1.1
+
+    tail = sim.latency(rng, rps=20, tail_share=0.03, tail_ms=2000)
+    pooled_c, pooled_b = tail.canary.sum(axis=0), tail.baseline.sum(axis=0)
+    median_c = quantile_from_buckets(tail.le, pooled_c, 0.5)
+    median_b = quantile_from_buckets(tail.le, pooled_b, 0.5)
+    assert abs(median_c / median_b - 1) < 0.1  # the median did not move
+    first_fail, last = _replay({"error-rate": sim.errors(rng, rps=20, p0=0.01),
+                                "latency": tail}, config)
+    assert first_fail is not None
+
+
+def test_final_gate_passes_only_with_evidence_within_the_margin():
+    rng = np.random.default_rng(13)
+    plenty = {"error-rate": sim.errors(rng, rps=400, p0=0.05)}
+    final = judge(plenty, default_config(), final=True)
+    assert final.verdict == "pass", final.reason
+    assert final.metrics[0].within_margin
+    assert final.metrics[0].interval[1] < 1.2
+    little = {"error-rate": sim.errors(rng, rps=5, p0=0.01, intervals=6)}
+    gate = judge(little, default_config(), final=True)
+    assert gate.verdict == "inconclusive"
+    assert judge(little, default_config(), final=False).verdict == "pass"
+
+
+def test_marginal_score_is_inconclusive_and_low_score_fails():
+    rng = np.random.default_rng(14)
+    metrics = (MetricConfig(name="a", type="ratio", group="g1"),
+               MetricConfig(name="b", type="ratio", group="g2"))
+    healthy = sim.errors(rng, rps=50, p0=0.02)
+    bad = sim.errors(rng, rps=50, p0=0.02, ratio=5)
+    data = {"a": healthy, "b": bad}
+    marginal = CanaryConfig(name="m", metrics=metrics, groups={"g1": 80, "g2": 20})
+    assert judge(data, marginal).verdict == "inconclusive"
+    assert judge(data, marginal).score == 80.0
+    failing = CanaryConfig(name="f", metrics=metrics, groups={"g1": 50, "g2": 50})
+    assert judge(data, failing).verdict == "fail"
+
+
+def test_alpha_is_shared_by_e_bonferroni():
+    one = CanaryConfig(name="one", metrics=(MetricConfig(name="a", type="ratio"),))
+    three = CanaryConfig(name="three", metrics=tuple(
+        MetricConfig(name=n, type="ratio") for n in "abc"))
+    data = {"a": _ratio([5], [100], [5], [1900])}
+    assert judge(data, one).metrics[0].threshold == pytest.approx(100.0)
+    assert judge(data, three).metrics[0].threshold == pytest.approx(300.0)
+
+
+def test_missing_data_is_nodata_never_fail():
+    result = judge({}, default_config())
+    assert result.verdict == "pass"
+    assert all(m.classification == "nodata" for m in result.metrics)
+    assert judge({}, default_config(), final=True).verdict == "inconclusive"
+
+
+def test_gauges_use_mann_whitney_outside_the_alpha_budget():
+    rng = np.random.default_rng(2)
+    config = CanaryConfig(name="g", metrics=(
+        MetricConfig(name="cpu", type="gauge", direction="increase", critical=True),))
+    assert config.sequential_count == 0
+    busy = GaugeSeries(rng.normal(0.5, 0.02, 40), rng.normal(0.3, 0.02, 40))
+    result = judge({"cpu": busy}, config)
+    assert result.verdict == "fail" and result.metrics[0].test == "mann-whitney"
+    calm = GaugeSeries(rng.normal(0.3, 0.02, 40), rng.normal(0.3, 0.02, 40))
+    assert judge({"cpu": calm}, config).verdict == "pass"
+
+
+def test_data_of_the_wrong_type_is_an_input_error():
+    hist = HistogramSeries(np.array([1.0, math.inf]), np.ones((1, 2), dtype=np.int64),
+                           np.ones((1, 2), dtype=np.int64))
+    with pytest.raises(JudgeInputError, match="error-rate"):
+        judge({"error-rate": hist}, default_config())
+
+
+def test_reported_numbers_are_finite_or_none():
+    result = judge({"error-rate": _ratio([3], [50], [0], [950])}, default_config())
+    metric = result.metrics[0]
+    assert math.isfinite(metric.effect)
+    assert metric.interval[0] >= 0
