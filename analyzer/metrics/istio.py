@@ -1,0 +1,301 @@
+"""One analysis window from Prometheus: Istio builtin metrics and ``promql`` metrics.
+
+Builtin metrics run ONE query per metric for both sides, so both sides are read from the same
+evaluation and cannot drift apart. When canary and baseline name the same labels and differ only
+in some of their values (``destination_service_name`` = ``checkout-canary`` vs
+``checkout-stable``), the query matches the common labels exactly and each differing label with
+``=~"a|b"`` (values regex-escaped), and each returned series is assigned to a side by its
+labels. When they name different label sets, one side's matchers cannot be expressed that way,
+and each side gets its own query.
+
+The queries select raw series, without ``sum by``: counters are differenced per series and
+only then summed (see ``counters``), because a pod that goes away makes a summed counter drop,
+which would be read as a reset and counted as a burst of new requests. Response codes are
+classified in Python on each series' ``response_code`` label, and bucket bounds are parsed from
+``le`` as floats (``"1"`` and ``"1.0"`` are the same bucket; never matched as text).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import numpy as np
+
+from analyzer.config.models import MetricConfig
+from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
+from analyzer.metrics.counters import align, increments, resets, summed_increments, to_counts
+from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable, RangeSeries
+from analyzer.metrics.promql import Selector, any_of
+
+REQUESTS = "istio_requests_total"
+DURATION_BUCKETS = "istio_request_duration_milliseconds_bucket"
+REPORTERS = ("source", "destination")
+ISTIO_BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
+                 300000, 600000, 1800000, 3600000, math.inf)
+"""Envoy's default buckets (ms); the bounds reported for a latency metric with no data."""
+
+Side = Literal["canary", "baseline"]
+SIDES: tuple[Side, Side] = ("canary", "baseline")
+
+
+@dataclass(frozen=True)
+class SideSelectors:
+    """What a request names: exact label matchers for each side, plus namespace and reporter.
+
+    ``namespace`` and ``reporter`` become ``destination_service_namespace`` and ``reporter``
+    matchers of the builtin Istio queries; ``promql`` metrics get only the side's own labels
+    in ``{selector}`` (their metrics need not be Istio's). Validated on construction, so a bad
+    label name or value is a ``ValueError`` naming the label before anything is queried.
+    """
+
+    namespace: str
+    canary: Mapping[str, str]
+    baseline: Mapping[str, str]
+    reporter: str = "source"
+
+    def __post_init__(self) -> None:
+        if self.reporter not in REPORTERS:
+            raise ValueError(f"reporter must be one of {', '.join(REPORTERS)}")
+        for side in SIDES:
+            if not self.labels(side):
+                raise ValueError(f"{side}: at least one label matcher is needed")
+        if self.labels("canary") == self.labels("baseline"):
+            raise ValueError("canary and baseline select the same series")
+        self.istio("canary")  # validates namespace and conflicts with it
+
+    def labels(self, side: Side) -> Selector:
+        return Selector(self.canary if side == "canary" else self.baseline)
+
+    def istio(self, side: Side) -> Selector:
+        """The side's matchers for Istio metrics: its labels plus reporter and namespace."""
+        fixed = {"reporter": self.reporter, "destination_service_namespace": self.namespace}
+        labels = dict(self.labels(side))
+        for name, value in fixed.items():
+            if labels.setdefault(name, value) != value:
+                raise ValueError(f"label {name!r}: {side} selector says {labels[name]!r}, "
+                                 f"the request says {value!r}")
+        return Selector(labels)
+
+
+@dataclass(frozen=True)
+class WindowData:
+    """Per-interval arrays of every metric of one window, and the PromQL they came from.
+
+    ``timestamps`` are interval end times in seconds after the window start, as in
+    ``canary-dataset/v1``; ``metric_queries`` maps each metric to the PromQL run for it.
+    """
+
+    timestamps: np.ndarray
+    series: dict[str, MetricSeries]
+    queries: list[str]
+    metric_queries: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Query points ``start + j·step`` for ``j = 0 … intervals`` (point 0 is the baseline)."""
+
+    start: float
+    step: float
+    intervals: int
+
+    def at(self, j: int) -> datetime:
+        return datetime.fromtimestamp(self.start + j * self.step, tz=UTC)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the series of one metric are fetched (matchers per query) and assigned to a side."""
+
+    matchers: tuple[tuple[str, Side | None], ...]
+    differing: Mapping[str, tuple[str, str]]
+
+    def side_of(self, labels: Mapping[str, str], fixed: Side | None) -> Side | None:
+        if fixed is not None:
+            return fixed
+        for index, side in enumerate(SIDES):
+            if all(labels.get(name) == values[index] for name, values in self.differing.items()):
+                return side
+        return None
+
+
+def _side_plan(canary: Selector, baseline: Selector) -> _Plan:
+    """One query with ``=~`` on the differing labels if both sides name the same labels,
+    else one query per side."""
+    if canary == baseline:
+        raise ValueError("canary and baseline select the same series")
+    if set(canary) != set(baseline):
+        return _Plan(((canary.render(), "canary"), (baseline.render(), "baseline")), {})
+    differing = {k: (canary[k], baseline[k]) for k in canary if canary[k] != baseline[k]}
+    common = Selector({k: v for k, v in canary.items() if k not in differing})
+    parts = [common.render()] if common else []
+    parts += [any_of(name, values) for name, values in differing.items()]
+    return _Plan(((",".join(parts), None),), differing)
+
+
+class _Fetcher:
+    def __init__(self, client: PrometheusClient, grid: _Grid) -> None:
+        self.client = client
+        self.grid = grid
+        self.queries: list[str] = []
+
+    def range(self, query: str, first: int = 0) -> list[RangeSeries]:
+        """``query`` at points ``first … intervals``; nothing is asked of an empty window."""
+        if self.grid.intervals == 0:
+            return []
+        self.queries.append(query)
+        grid = self.grid
+        return self.client.query_range(query, grid.at(first), grid.at(grid.intervals), grid.step)
+
+    def by_side(self, metric: str, how: _Plan) -> dict[Side, list[RangeSeries]]:
+        out: dict[Side, list[RangeSeries]] = {"canary": [], "baseline": []}
+        for text, fixed in how.matchers:
+            for series in self.range(f"{metric}{{{text}}}"):
+                side = how.side_of(series["metric"], fixed)
+                if side is not None:
+                    out[side].append(series)
+        return out
+
+    def counts(self, series: Iterable[RangeSeries]) -> np.ndarray:
+        return to_counts(summed_increments([s["values"] for s in series], self.grid.start,
+                                           self.grid.step, self.grid.intervals))
+
+
+def fetch_window(client: PrometheusClient, metrics: Sequence[MetricConfig], sides: SideSelectors,
+                 start: datetime, end: datetime, step_seconds: float) -> WindowData:
+    """Queries every metric for the window ``[start, end]`` cut into intervals of ``step_seconds``.
+
+    Intervals end at ``start + step``, ``start + 2·step``, … ≤ ``end`` (a trailing partial
+    interval is left for the next call). A metric with no series at all gets zero counts
+    (ratio, histogram) or NaN (gauge), which the judge reports as ``nodata``. Raises
+    ``PrometheusUnavailable`` when Prometheus fails, ``ValueError`` for unusable input.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    if not (math.isfinite(step_seconds) and step_seconds >= 0.001):
+        raise ValueError("step_seconds must be at least 0.001")
+    origin = round(start.timestamp(), 3)
+    intervals = max(0, math.floor((end.timestamp() - origin) / step_seconds + 1e-9))
+    grid = _Grid(origin, float(step_seconds), intervals)
+    out: dict[str, MetricSeries] = {}
+    queries: list[str] = []
+    metric_queries: dict[str, list[str]] = {}
+    for metric in metrics:
+        fetcher = _Fetcher(client, grid)
+        out[metric.name] = _fetch_metric(fetcher, metric, sides)
+        metric_queries[metric.name] = fetcher.queries
+        queries += fetcher.queries
+    timestamps = np.arange(1, intervals + 1) * grid.step
+    return WindowData(timestamps, out, queries, metric_queries)
+
+
+def _fetch_metric(fetcher: _Fetcher, metric: MetricConfig, sides: SideSelectors) -> MetricSeries:
+    if metric.kind in ("istio-error-rate", "istio-latency"):
+        how = _side_plan(sides.istio("canary"), sides.istio("baseline"))
+        if metric.kind == "istio-error-rate":
+            return _error_rate(fetcher, metric.error_codes, fetcher.by_side(REQUESTS, how))
+        return _histogram(fetcher, fetcher.by_side(DURATION_BUCKETS, how))
+    if metric.numerator is not None and metric.denominator is not None:
+        if metric.resolved_type != "ratio":
+            raise ValueError(f"metric {metric.name}: numerator/denominator make a ratio metric")
+        return _promql_ratio(fetcher, metric.numerator, metric.denominator, sides)
+    if metric.query is None or metric.resolved_type == "ratio":
+        raise ValueError(f"metric {metric.name}: ratio metrics need numerator and denominator")
+    queries = {side: _substitute(metric.query, sides.labels(side)) for side in SIDES}
+    if metric.resolved_type == "histogram":
+        return _histogram(fetcher, {side: fetcher.range(queries[side]) for side in SIDES})
+    return _gauge(fetcher, metric.name, queries)
+
+
+def _substitute(query: str, selector: Selector) -> str:
+    """The config query with ``{selector}`` replaced (single pass: values cannot re-trigger it)."""
+    return query.replace("{selector}", selector.render())
+
+
+def _error_rate(fetcher: _Fetcher, error_codes: str,
+                found: Mapping[Side, list[RangeSeries]]) -> RatioSeries:
+    """Requests, and the requests whose ``response_code`` fully matches ``error_codes``."""
+    errors = re.compile(error_codes)
+    den = {side: fetcher.counts(found[side]) for side in SIDES}
+    num = {side: fetcher.counts(s for s in found[side]
+                                if errors.fullmatch(s["metric"].get("response_code", "")))
+           for side in SIDES}
+    return RatioSeries(num["canary"], den["canary"], num["baseline"], den["baseline"])
+
+
+def _promql_ratio(fetcher: _Fetcher, numerator: str, denominator: str,
+                  sides: SideSelectors) -> RatioSeries:
+    """Counter queries per side. The numerator is clipped to the denominator per interval:
+    two separate queries can see scrapes straddle an interval end, and a dataset (and the
+    judge) needs events ≤ trials."""
+    arrays = []
+    for side in SIDES:
+        den = fetcher.counts(fetcher.range(_substitute(denominator, sides.labels(side))))
+        num = fetcher.counts(fetcher.range(_substitute(numerator, sides.labels(side))))
+        arrays += [np.minimum(num, den), den]
+    return RatioSeries(*arrays)
+
+
+def _gauge(fetcher: _Fetcher, name: str, queries: Mapping[Side, str]) -> GaugeSeries:
+    """One sample per interval end; the query must aggregate to at most one series per side."""
+    grid = fetcher.grid
+    values = {}
+    for side in SIDES:
+        result = fetcher.range(queries[side], first=1)
+        if len(result) > 1:
+            raise ValueError(f"metric {name}: {side} query returned {len(result)} series; "
+                             f"aggregate it to one (e.g. sum(...) or max(...))")
+        samples = result[0]["values"] if result else []
+        values[side] = align(samples, grid.start + grid.step, grid.step, grid.intervals)
+    return GaugeSeries(values["canary"], values["baseline"])
+
+
+def _histogram(fetcher: _Fetcher, found: Mapping[Side, list[RangeSeries]]) -> HistogramSeries:
+    """Non-cumulative bucket counts from raw cumulative bucket series of both sides.
+
+    Each bucket series is differenced on its own, resetting wherever its histogram's ``+Inf``
+    bucket did; the per-interval increments are summed per side and bound, then adjacent
+    bounds are differenced. Only bounds that every histogram has
+    are used: a bound missing from one pod's histogram (custom buckets) would otherwise make
+    that bucket's cumulative sum too small. Tiny negatives from scrape skew are clipped at 0.
+    """
+    grid = fetcher.grid
+    bounds: dict[tuple[Side, frozenset[tuple[str, str]]], dict[float, list[RangeSeries]]] = (
+        defaultdict(lambda: defaultdict(list)))
+    for side in SIDES:
+        for series in found[side]:
+            labels = dict(series["metric"])
+            try:
+                le = float(labels.pop("le"))
+            except (KeyError, ValueError):
+                raise PrometheusUnavailable(f"bucket series without a numeric le: "
+                                            f"{series['metric']}") from None
+            bounds[side, frozenset(labels.items())][le].append(series)
+    if not bounds:
+        le = np.asarray(ISTIO_BUCKETS, dtype=float)
+        empty = np.zeros((grid.intervals, len(le)), dtype=np.int64)
+        return HistogramSeries(le, empty, empty.copy())
+    common = sorted(set.intersection(*(set(b) for b in bounds.values())))
+    if not common or common[-1] != math.inf:
+        raise PrometheusUnavailable("histogram series without a common +Inf bucket")
+    column = {bound: i for i, bound in enumerate(common)}
+    cumulative = {side: np.zeros((grid.intervals, len(common))) for side in SIDES}
+
+    def sampled(members: list[RangeSeries]) -> np.ndarray:
+        return np.vstack([align(s["values"], grid.start, grid.step, grid.intervals + 1)
+                          for s in members])
+
+    for (side, _), by_bound in bounds.items():
+        reset = resets(sampled(by_bound[math.inf])).any(axis=0)
+        for bound, members in by_bound.items():
+            if bound in column:
+                cumulative[side][:, column[bound]] += increments(sampled(members), reset).sum(0)
+    counts = {side: to_counts(np.clip(np.diff(cumulative[side], axis=1, prepend=0.0), 0, None))
+              for side in SIDES}
+    return HistogramSeries(np.asarray(common), counts["canary"], counts["baseline"])

@@ -1,0 +1,173 @@
+"""Prometheus access: range queries with a short timeout, one retry, and one typed error.
+
+Argo Rollouts treats any non-2xx answer as a transient Error and retries, so the service must
+turn every way Prometheus can fail (refused, slow, 5xx, garbage, ``status: error``) into
+``PrometheusUnavailable`` and answer 503 — never a verdict built from a broken answer. The
+client library's defaults (3 retries with 1 s backoff, no timeout) take 6 s to notice a dead
+server and can hang forever on a stuck one, longer than Argo's web-metric timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+MAX_POINTS = 11_000
+"""Prometheus refuses range queries of more points per series than this."""
+
+RangeSeries = dict[str, Any]
+"""``{"metric": {label: value}, "values": [(unix seconds, value), ...]}`` with float values."""
+
+
+class PrometheusUnavailable(Exception):
+    """Prometheus could not give a usable answer; ``reason`` says why, for logs and the 503."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PrometheusClient:
+    """Range queries against one Prometheus server.
+
+    ``queries`` lists the PromQL of every query this client was asked to run, in order, so the
+    caller can record what its answer was based on; ``on_query(seconds)`` is called with the
+    wall time of every query, failed ones included (a slow failure is worth seeing in the
+    query-duration histogram).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 1,
+                 headers: dict[str, str] | None = None,
+                 on_query: Callable[[float], None] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.queries: list[str] = []
+        self._on_query = on_query
+        self._session = requests.Session()
+        # The hook sees the raw answer, which the library does not check for status "error".
+        self._session.hooks["response"].append(_check_answer)
+        retry = Retry(total=retries, backoff_factor=0.1, status_forcelist=[502, 503, 504],
+                      allowed_methods=["GET"])
+        self._client = PrometheusConnect(self.url, headers=headers, retry=retry,
+                                         session=self._session, timeout=timeout)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def ready(self) -> bool:
+        """True when ``/-/ready`` answers 200 (reachable, and done replaying its WAL)."""
+        try:
+            response = self._session.get(f"{self.url}/-/ready", timeout=self.timeout)
+        except Exception:
+            return False
+        return response.status_code == 200
+
+    def query_range(self, query: str, start: datetime, end: datetime,
+                    step_seconds: float) -> list[RangeSeries]:
+        """The result series of ``query`` evaluated at ``start``, ``start + step``, … ≤ ``end``.
+
+        ``start`` and ``end`` must be timezone-aware (the library reads naive datetimes as local
+        time). Values come back as floats (NaN and ±Inf included), timestamps as unix seconds.
+        """
+        for name, moment in (("start", start), ("end", end)):
+            if moment.tzinfo is None:
+                raise ValueError(f"{name} must be a timezone-aware datetime")
+        if not (math.isfinite(step_seconds) and step_seconds >= 0.001):
+            raise ValueError("step_seconds must be at least 0.001 (Prometheus has ms precision)")
+        if end < start:
+            raise ValueError("end is before start")
+        if (end - start).total_seconds() / step_seconds + 1 > MAX_POINTS:
+            raise ValueError(f"more than {MAX_POINTS} points per series; use a larger step")
+        self.queries.append(query)
+        began = time.monotonic()
+        try:
+            # The library rounds start/end to whole seconds; these params override them.
+            params = {"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
+            result = self._client.custom_query_range(query, start, end, repr(float(step_seconds)),
+                                                     params=params)
+            return _parse_result(result)
+        except PrometheusUnavailable:
+            raise
+        except requests.RequestException as exc:
+            raise PrometheusUnavailable(f"{self.url}: {_describe(exc, self.timeout)}") from None
+        except Exception as exc:
+            # Anything else (library exceptions, decoding surprises) is still "no usable answer".
+            raise PrometheusUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from None
+        finally:
+            if self._on_query is not None:
+                self._on_query(time.monotonic() - began)
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The innermost cause ("Connection refused", a read timeout), not urllib3's wrappers."""
+    while True:
+        inner = getattr(exc, "reason", None)
+        if not isinstance(inner, BaseException) and exc.args and isinstance(exc.args[0],
+                                                                            BaseException):
+            inner = exc.args[0]
+        if not isinstance(inner, BaseException):
+            return exc
+        exc = inner
+
+
+def _describe(exc: requests.RequestException, timeout: float) -> str:
+    cause = _root(exc)
+    # NewConnectionError subclasses urllib3's timeout error, so it is tested first.
+    if isinstance(cause, urllib3.exceptions.NewConnectionError | ConnectionError):
+        return f"cannot connect ({cause})"
+    if isinstance(exc, requests.Timeout) or isinstance(cause, urllib3.exceptions.TimeoutError
+                                                       | TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return str(cause)
+
+
+def _check_answer(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Requests hook: refuses any query API answer that is not a 200 ``status: success`` JSON."""
+    if not urlsplit(response.url).path.endswith("/api/v1/query_range"):
+        return
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    if response.status_code != 200:
+        detail = (f"{body.get('errorType')}: {body.get('error')}" if isinstance(body, dict)
+                  else response.text[:200])
+        raise PrometheusUnavailable(f"HTTP {response.status_code} from {response.url.split('?')[0]}"
+                                    f": {detail}")
+    if not isinstance(body, dict):
+        raise PrometheusUnavailable(f"answer is not a JSON object: {response.text[:200]!r}")
+    if body.get("status") != "success":
+        raise PrometheusUnavailable(f"status {body.get('status')!r}: {body.get('errorType')}: "
+                                    f"{body.get('error')}")
+    data = body.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(
+            data.get("result"), list):
+        raise PrometheusUnavailable("answer has no data.result matrix")
+
+
+def _parse_result(result: Any) -> list[RangeSeries]:
+    if not isinstance(result, list):
+        raise PrometheusUnavailable("answer has no data.result list")
+    parsed = []
+    for item in result:
+        metric = item.get("metric") if isinstance(item, dict) else None
+        values = item.get("values") if isinstance(item, dict) else None
+        if not isinstance(metric, dict) or not isinstance(values, list) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+            raise PrometheusUnavailable("answer has a malformed series")
+        try:
+            points = [(float(ts), float(value)) for ts, value in values]
+        except (TypeError, ValueError):
+            raise PrometheusUnavailable("answer has a malformed sample") from None
+        parsed.append({"metric": metric, "values": points})
+    return parsed
