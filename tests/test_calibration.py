@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 import pytest
+import simulation as sim
 from scipy.stats import binom
 
 from analyzer.judge.latency import latency_test
 from analyzer.judge.rate import SplitData, rate_test
-import simulation as sim
 
 ALPHA = 0.05
 LOG_K = math.log(1 / ALPHA)

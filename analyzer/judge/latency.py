@@ -12,7 +12,7 @@ The margin is given as a latency ratio (``allowed_increase: 1.1`` means "10% slo
 fine"). A canary exactly ``a`` times slower than the baseline exceeds ``L`` as often as the
 baseline exceeds ``L / a``, so the margin for the exceedance ratio at ``L`` is
 ``S_b(L / a) / S_b(L)`` with ``S_b`` the baseline's survival function, interpolated linearly
-inside buckets as Prometheus' ``histogram_quantile`` does. Estimates and intervals are
+inside buckets as a power law (see ``_survival``). Estimates and intervals are
 mapped back to latency ratios the same way, so the report speaks the unit of the margin.
 
 The metric's e-value is the average of the thresholds' e-values (an average of e-processes
@@ -68,18 +68,54 @@ def quantile_from_buckets(le: np.ndarray, counts: np.ndarray, q: float) -> float
     return lower + (float(le[j]) - lower) * (rank - below) / inside
 
 
+def _survival_at_bounds(le: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Share of requests above each bucket bound (the last, +Inf, has none above it)."""
+    above = np.cumsum(counts[::-1])[::-1]
+    return np.concatenate((above[1:], [0.0])) / counts.sum()
+
+
 def _survival(le: np.ndarray, counts: np.ndarray, x: float) -> float:
-    """Share of requests above x, linear inside the bucket that holds x."""
-    total = counts.sum()
+    """Share of requests above x, interpolated inside the bucket that holds x.
+
+    Inside a bucket, log-survival is taken linear in log-latency (a power law), which
+    follows the steep tail of latency distributions across Istio's wide buckets far better
+    than Prometheus' linear interpolation; the first bucket, starting at 0, stays linear.
+    """
+    surv = _survival_at_bounds(le, counts)
     finite = le[:-1]
     j = int(np.searchsorted(finite, x, side="left"))
-    above_bucket = counts[j + 1:].sum() if j + 1 < len(counts) else 0.0
     if j >= len(finite):  # beyond the last finite bound: no shape information
-        return float(counts[-1]) / total
-    lower = 0.0 if j == 0 else float(le[j - 1])
-    width = float(le[j]) - lower
-    part = (float(le[j]) - x) / width if width > 0 else 0.0
-    return float(above_bucket + counts[j] * min(max(part, 0.0), 1.0)) / total
+        return float(surv[len(finite) - 1])
+    if x == le[j]:
+        return float(surv[j])
+    upper_s = float(surv[j])
+    if j == 0:
+        lower_x, lower_s = 0.0, 1.0
+        return upper_s + (lower_s - upper_s) * (float(le[0]) - x) / float(le[0])
+    lower_x, lower_s = float(le[j - 1]), float(surv[j - 1])
+    if upper_s <= 0.0 or lower_s <= 0.0:
+        return upper_s + (lower_s - upper_s) * (float(le[j]) - x) / (float(le[j]) - lower_x)
+    f = math.log(x / lower_x) / math.log(float(le[j]) / lower_x)
+    return math.exp((1.0 - f) * math.log(lower_s) + f * math.log(upper_s))
+
+
+def _inverse_survival(le: np.ndarray, counts: np.ndarray, target: float) -> float | None:
+    """The latency above which a share ``target`` of requests lies (inverse of _survival)."""
+    surv = _survival_at_bounds(le, counts)
+    finite = len(le) - 1
+    j = int(np.searchsorted(-surv[:finite], -target, side="left"))  # first bound with S ≤ t
+    if j >= finite:
+        return None
+    upper_x, upper_s = float(le[j]), float(surv[j])
+    if j == 0:
+        return upper_x * (1.0 - target) / (1.0 - upper_s) if upper_s < 1.0 else upper_x
+    lower_x, lower_s = float(le[j - 1]), float(surv[j - 1])
+    if upper_s <= 0.0 or lower_s <= upper_s:
+        if lower_s <= upper_s:
+            return upper_x
+        return lower_x + (upper_x - lower_x) * (lower_s - target) / (lower_s - upper_s)
+    f = math.log(lower_s / target) / math.log(lower_s / upper_s)
+    return math.exp((1.0 - f) * math.log(lower_x) + f * math.log(upper_x))
 
 
 def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
@@ -90,7 +126,7 @@ def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
         return math.inf
     if target <= 0.0:
         return 0.0
-    x = quantile_from_buckets(le, counts, 1.0 - target)
+    x = _inverse_survival(le, counts, target)
     if x is None or x <= 0:
         return math.inf
     return bound / x
