@@ -97,14 +97,15 @@ def replay_dataset(dataset: Dataset, config: CanaryConfig | None = None) -> Repl
         window = dataset.head(t)
         final = t == n
         last = judge(window.metrics, config, final=final, intervals=final,
-                     data_seconds=float(dataset.timestamps[t - 1]))
+                     data_seconds=float(dataset.timestamps[t - 1]),
+                     weights=window.canary_weight)
         at = float(dataset.timestamps[t - 1])
         evaluations.append(Evaluation(at, last.verdict, last.score))
         if last.verdict == "fail":
             first_fail = at
             if not final:  # the report of the failing look carries its intervals too
                 last = judge(window.metrics, config, final=False, intervals=True,
-                             data_seconds=at)
+                             data_seconds=at, weights=window.canary_weight)
             break
     assert last is not None  # datasets have at least one interval
     return ReplayResult(dataset.name, last.verdict, first_fail, evaluations, last,

@@ -22,6 +22,7 @@ from analyzer.judge.rate import SplitData, rate_test
 from analyzer.judge.results import Classification, Judgement, MetricResult, SideSummary
 from analyzer.judge.scoring import decide
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
+from analyzer.judge.traffic import check_split
 
 _LOG_E_CAP = 700.0  # exp() of more overflows a float; such evidence is reported as 1e300+
 
@@ -211,13 +212,35 @@ def judge_metric(metric: MetricConfig, series: MetricSeries | None, config: Cana
     return judge_gauge(metric, series)
 
 
+def requests_per_side(data: Mapping[str, MetricSeries],
+                      config: CanaryConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """Requests per interval and side, from the first request-counting metric with data."""
+    for metric in config.metrics:
+        series = data.get(metric.name)
+        if isinstance(series, RatioSeries) and metric.kind != "promql":
+            return series.canary_den, series.baseline_den
+    for metric in config.metrics:
+        series = data.get(metric.name)
+        if isinstance(series, HistogramSeries):
+            return series.canary.sum(axis=1), series.baseline.sum(axis=1)
+    return None
+
+
 def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool = False,
-          intervals: bool = True, data_seconds: float | None = None) -> Judgement:
+          intervals: bool = True, data_seconds: float | None = None,
+          weights: np.ndarray | None = None, recent_weights_only: bool = False) -> Judgement:
     """Judge every metric of ``config`` on ``data`` (metric name → per-interval series).
 
     ``intervals=False`` skips the confidence sequences, which only the report needs; replay
-    uses it for the looks in between.
+    uses it for the looks in between. ``weights`` (percent per interval, NaN unknown) turns
+    on the traffic-split check; ``recent_weights_only`` says only the last value is the
+    weight really in force (the live service knows the current weight, not its history).
     """
     results = [judge_metric(m, data.get(m.name), config, intervals=intervals)
                for m in config.metrics]
-    return decide(results, config, final=final, data_seconds=data_seconds)
+    traffic = None
+    sides = requests_per_side(data, config)
+    if sides is not None:
+        traffic = check_split(sides[0], sides[1], weights, alpha=config.judge.alpha,
+                              recent_only=recent_weights_only)
+    return decide(results, config, final=final, data_seconds=data_seconds, traffic=traffic)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from analyzer.judge.traffic import TrafficCheck
+
 Classification = Literal["pass", "high", "low", "nodata"]
 Verdict = Literal["pass", "fail", "inconclusive"]
 
@@ -53,3 +55,4 @@ class Judgement:
     score: float
     reason: str
     metrics: tuple[MetricResult, ...]
+    traffic: TrafficCheck | None = None

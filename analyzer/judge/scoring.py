@@ -18,6 +18,7 @@ from collections import defaultdict
 
 from analyzer.config.models import CanaryConfig
 from analyzer.judge.results import Judgement, MetricResult
+from analyzer.judge.traffic import TrafficCheck
 
 
 def group_scores(results: list[MetricResult]) -> dict[str, float]:
@@ -56,7 +57,19 @@ def _describe(result: MetricResult) -> str:
 
 
 def decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
-           data_seconds: float | None = None) -> Judgement:
+           data_seconds: float | None = None, traffic: TrafficCheck | None = None) -> Judgement:
+    """The verdict. A traffic-split mismatch turns ``pass`` into ``inconclusive`` but never
+    overrides ``fail``: the comparisons condition on the observed split and stay valid."""
+    judgement = _decide(results, config, final=final, data_seconds=data_seconds)
+    if judgement.verdict == "pass" and traffic is not None and not traffic.split_ok:
+        return Judgement("inconclusive", judgement.score, f"traffic split: {traffic.reason}",
+                         judgement.metrics, traffic)
+    return Judgement(judgement.verdict, judgement.score, judgement.reason, judgement.metrics,
+                     traffic)
+
+
+def _decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
+            data_seconds: float | None) -> Judgement:
     active = [r for r in results if not r.muted]
     score = weighted_score(group_scores(active), config.groups)
     critical_harm = [r for r in active if r.critical and r.harmful]
