@@ -1,0 +1,185 @@
+"""The HTTP service (DESIGN §3): the judge endpoint Argo Rollouts calls, and its companions.
+
+Status codes follow what Argo does with them: a verdict is always a 200 with a JSON object
+(Argo reads ``{$.verdict}``); a request that can never succeed is a 4xx whose JSON names the
+field; a broken Prometheus is a 503 JSON, which Argo counts as a transient Error and retries —
+never a ``fail`` verdict because a dependency broke. The analysis is blocking (HTTP to
+Prometheus, numpy), so it runs in the threadpool and does not stall other requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer
+from analyzer.config import CanaryConfig, load_config_dir
+from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
+from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
+from analyzer.store import Store
+from analyzer.telemetry import Telemetry
+
+MAX_BODY = 64 * 1024
+log = logging.getLogger("analyzer.api")
+
+
+@dataclass
+class Settings:
+    """What ``serve`` configures. ``kubeconfig``/``in_cluster`` are kept for reading canary
+    weights from VirtualServices, which a later change adds; they are not used yet."""
+
+    prometheus_url: str = "http://localhost:9090"
+    config_dir: str | None = None
+    database_url: str = "canary-analyzer.db"
+    step_seconds: float = DEFAULT_STEP
+    max_window: timedelta = DEFAULT_MAX_WINDOW
+    prometheus_timeout: float = 5.0
+    kubeconfig: str | None = None
+    in_cluster: bool = False
+    configs: dict[str, CanaryConfig] | None = field(default=None)
+
+
+def _no_constants(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser would accept them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A self-contained app: its own store, metrics registry and configs."""
+    configs = settings.configs if settings.configs is not None else load_config_dir(
+        settings.config_dir)
+    telemetry = Telemetry()
+    store = Store(settings.database_url)
+
+    def client_factory(on_query: Any = None) -> PrometheusClient:
+        return PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout,
+                                on_query=on_query)
+
+    analyzer = Analyzer(configs, client_factory, store=store, telemetry=telemetry,
+                        step_seconds=settings.step_seconds, max_window=settings.max_window)
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        store.close()
+
+    app = FastAPI(title="canary-analyzer", version="0.1.0", lifespan=lifespan,
+                  description="Anytime-valid canary analysis for Argo Rollouts")
+    app.state.analyzer = analyzer
+    app.state.store = store
+    app.state.telemetry = telemetry
+    app.state.settings = settings
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body")]
+        name = ".".join(loc) or "request"
+        telemetry.error("bad_request")
+        return _error(422, f"{name}: {first.get('msg', 'invalid value')}", name)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        telemetry.error("internal")
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    def judge(request: JudgeRequest) -> JSONResponse:
+        try:
+            return JSONResponse(analyzer.run(request))
+        except RequestError as exc:
+            telemetry.error("bad_request")
+            return JSONResponse(exc.to_dict(), status_code=exc.status)
+        except PrometheusUnavailable as exc:
+            telemetry.error("prometheus_unavailable")
+            return _error(503, f"prometheus unavailable: {exc.reason}")
+
+    def rejected(exc: RequestError) -> JSONResponse:
+        telemetry.error("bad_request")
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)")
+    async def judge_post(request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            return rejected(RequestError("body", "invalid Content-Length", 400))
+        if length is not None and int(length) > MAX_BODY:
+            return rejected(RequestError("body", f"body larger than {MAX_BODY} bytes", 413))
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return rejected(RequestError("body", f"body larger than {MAX_BODY} bytes", 413))
+        try:
+            data = json.loads(bytes(body), parse_constant=_no_constants)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return rejected(RequestError("body", f"body is not valid JSON: {exc}", 400))
+        try:
+            parsed = parse_request(data)
+        except RequestError as exc:
+            return rejected(exc)
+        return await run_in_threadpool(judge, parsed)
+
+    @app.get("/api/v1/judge", summary="Judge a canary (query parameters, DESIGN §3)")
+    async def judge_get(request: Request) -> Response:
+        try:
+            parsed = from_query(list(request.query_params.multi_items()))
+        except RequestError as exc:
+            return rejected(exc)
+        return await run_in_threadpool(judge, parsed)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        client = client_factory()
+        try:
+            ready = client.ready()
+        finally:
+            client.close()
+        if not ready:
+            return _error(503, f"prometheus at {settings.prometheus_url} is not ready")
+        if not configs:
+            return _error(503, "no canary configs loaded")
+        return JSONResponse({"status": "ready", "configs": sorted(configs)})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(telemetry.exposition(), media_type=telemetry.content_type)
+
+    @app.get("/api/v1/analyses", summary="Recent analyses, newest first")
+    def analyses(namespace: str | None = None, rollout: str | None = None,
+                 limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
+        return {"analyses": store.list_analyses(namespace, rollout, limit)}
+
+    @app.get("/api/v1/analyses/{analysis_id}", summary="One analysis with every evaluation")
+    def analysis(analysis_id: str) -> JSONResponse:
+        found = store.get_analysis(analysis_id)
+        if found is None:
+            return _error(404, f"no analysis {analysis_id[:64]!r}", "analysis_id")
+        return JSONResponse(found)
+
+    return app

@@ -1,0 +1,304 @@
+"""The ``canary-analyzer`` command line (DESIGN §7).
+
+Exit status: 0 when the work was done (whatever the verdicts), 2 for unreadable input or a
+bad config, with a message that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from analyzer.config import CanaryConfig, ConfigError, load_config
+from analyzer.judge.evaluate import JudgeInputError
+from analyzer.metrics.dataset import DatasetError
+from analyzer.replay import (
+    backtest_summary,
+    dataset_paths,
+    load_datasets,
+    replay_dataset,
+)
+from analyzer.timeline import format_timeline
+
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 1
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input for a command; the message is printed and the exit status is 2."""
+
+
+def _config(path: str | None) -> CanaryConfig | None:
+    return load_config(path) if path else None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    datasets = load_datasets([Path(p) for p in args.datasets])
+    for dataset in datasets:
+        result = replay_dataset(dataset, config)
+        if args.json:
+            print(json.dumps(result.to_json(), separators=(",", ":")), flush=True)
+        else:
+            print(format_timeline(result), flush=True)
+    return EXIT_OK
+
+
+def _format_backtest(summary: dict) -> str:
+    lines = ["confusion (expected → verdict):",
+             f"  {'expected':<12} {'pass':>6} {'fail':>6} {'inconclusive':>13}"]
+    for expected, row in sorted(summary["confusion"].items()):
+        lines.append(f"  {expected:<12} {row['pass']:>6} {row['fail']:>6} "
+                     f"{row['inconclusive']:>13}")
+    lines.append("detection delay by family (seconds after start):")
+    for family, entry in summary["families"].items():
+        median = entry["median_seconds_to_fail"]
+        p90 = entry["p90_seconds_to_fail"]
+        delay = "" if median is None else f"  median {median:.0f}  p90 {p90:.0f}"
+        lines.append(f"  {family:<22} failed {entry['failed']:>4}/{entry['datasets']:<4}{delay}")
+    ffr = summary["false_fail_rate"]
+    det = summary["detection_rate"]
+    lines.append(
+        f"summary: {summary['datasets']} datasets; false fails "
+        f"{summary['false_fail']}/{summary['good']}"
+        + ("" if ffr is None else f" ({ffr:.1%})")
+        + f"; detected {summary['detected']}/{summary['bad']}"
+        + ("" if det is None else f" ({det:.1%})")
+        + ("" if summary["median_seconds_to_fail"] is None
+           else f"; median time to fail {summary['median_seconds_to_fail']:.0f} s"))
+    return "\n".join(lines)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: not a directory")
+    paths = dataset_paths(directory)
+    if not paths:
+        raise UsageError(f"{directory}: no *.json datasets")
+    results = [replay_dataset(d, config) for d in load_datasets(paths)]
+    summary = backtest_summary(results)
+    if args.json:
+        print(json.dumps({"summary": summary,
+                          "datasets": [dict(r.to_json(), expected=r.expected)
+                                       for r in results]}))
+    else:
+        print(_format_backtest(summary))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from analyzer.demo import run_demo
+
+    return run_demo(examples=Path(args.examples))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from analyzer.api.app import Settings, create_app
+    from analyzer.config import load_config_dir
+
+    configs = load_config_dir(args.config_dir)  # a bad config dir exits 2 before listening
+    settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
+                        database_url=args.database, kubeconfig=args.kubeconfig,
+                        in_cluster=args.in_cluster, configs=configs)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return EXIT_OK
+
+
+def _cli_time(value: str | None, flag: str) -> datetime | None:
+    from analyzer.metrics.dataset import parse_time
+
+    if value is None:
+        return None
+    try:
+        number: float | str = float(value)
+    except ValueError:
+        number = value
+    try:
+        return parse_time(number, flag)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from analyzer.analysis import Analyzer
+    from analyzer.config import default_config
+    from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
+    from analyzer.request import RequestError, parse_request
+
+    config = _config(args.config) or default_config()
+    end = _cli_time(args.end, "--end") or datetime.now(UTC)
+    start = _cli_time(args.start, "--start") or end - timedelta(hours=1)
+    body = {"namespace": args.namespace, "rollout": args.rollout,
+            "canary_service": args.canary_service, "baseline_service": args.baseline_service,
+            "config": config.name, "start": start.timestamp(), "end": end.timestamp(),
+            "final": args.final}
+    analyzer = Analyzer({config.name: config},
+                        lambda on_query: PrometheusClient(args.prometheus, on_query=on_query))
+    try:
+        answer = analyzer.run(parse_request(body))
+    except RequestError as exc:
+        flag = "--" + exc.field.split(".")[0].replace("_", "-")
+        raise UsageError(f"{flag}: {exc.message}") from None
+    except PrometheusUnavailable as exc:
+        print(f"canary-analyzer judge: prometheus unavailable: {exc.reason}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.json:
+        print(json.dumps(answer))
+        return EXIT_OK
+    print(f"verdict: {answer['verdict']}  score: {answer['score']:.1f}")
+    print(f"window:  {answer['window']['start']} → {answer['window']['end']}")
+    print(f"reason:  {answer['reason']}")
+    share = answer["traffic"]["observed_canary_share"]
+    if share is not None:
+        print(f"canary share of requests: {share:.1%}")
+    for metric in answer["metrics"]:
+        effect = metric["effect"]
+        shown = "n/a" if effect is None else f"{effect:.3g}"
+        print(f"  {metric['name']:<20} {metric['classification']:<7} canary/baseline {shown}"
+              f"  {metric['reason']}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from analyzer.config import default_config
+    from analyzer.metrics.dataset import Dataset, write_dataset
+    from analyzer.metrics.istio import SideSelectors, fetch_window
+    from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
+
+    start = _cli_time(args.start, "--start")
+    end = _cli_time(args.end, "--end")
+    assert start is not None and end is not None  # required flags
+    step = _duration(args.step)
+    if end <= start or (end - start).total_seconds() < step:
+        raise UsageError("--end: must be at least one --step after --start")
+    try:
+        sides = SideSelectors(args.namespace, {"destination_service_name": args.canary_service},
+                              {"destination_service_name": args.baseline_service})
+    except ValueError as exc:
+        raise UsageError(f"--canary-service/--baseline-service/--namespace: {exc}") from None
+    metrics = [m for m in default_config().metrics
+               if m.kind in ("istio-error-rate", "istio-latency")]
+    client = PrometheusClient(args.prometheus)
+    try:
+        window = fetch_window(client, metrics, sides, start, end, step)
+    except PrometheusUnavailable as exc:
+        print(f"canary-analyzer export: prometheus unavailable: {exc.reason}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except ValueError as exc:
+        raise UsageError(f"--step: {exc}") from None
+    finally:
+        client.close()
+    name = args.name or f"{args.namespace}-{args.canary_service}"
+    dataset = Dataset(name=name, interval_seconds=step, start=start,
+                      timestamps=window.timestamps, metrics=window.series,
+                      labels={"namespace": args.namespace, "canary": args.canary_service,
+                              "baseline": args.baseline_service, "source": "prometheus"})
+    write_dataset(dataset, args.output)
+    print(f"wrote {args.output}: {len(window.timestamps)} intervals of {step:g} s")
+    return EXIT_OK
+
+
+def _duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix):
+            number = text[: -len(suffix)]
+            break
+    else:
+        number, suffix = text, "s"
+    try:
+        value = float(number) * units[suffix]
+    except ValueError:
+        raise UsageError(f"--step: {text!r} is not a duration (e.g. 30s, 1m)") from None
+    if not value >= 1:
+        raise UsageError(f"--step: {text!r} must be at least 1s")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="canary-analyzer",
+        description="Anytime-valid canary analysis for Argo Rollouts, Istio and Prometheus.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    replay = sub.add_parser("replay", help="judge recorded canaries interval by interval")
+    replay.add_argument("datasets", nargs="+", metavar="DATASET")
+    replay.add_argument("--config", metavar="FILE")
+    replay.add_argument("--json", action="store_true", help="JSON Lines, one per dataset")
+    replay.set_defaults(func=cmd_replay)
+
+    backtest = sub.add_parser("backtest", help="replay a directory of labelled datasets")
+    backtest.add_argument("directory", metavar="DIR")
+    backtest.add_argument("--config", metavar="FILE")
+    backtest.add_argument("--json", action="store_true")
+    backtest.set_defaults(func=cmd_backtest)
+
+    demo = sub.add_parser("demo", help="the end-to-end story on bundled example canaries")
+    demo.add_argument("--examples", default=str(Path("examples") / "datasets"),
+                      metavar="DIR", help=argparse.SUPPRESS)
+    demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="run the HTTP service Argo Rollouts calls")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--prometheus", default="http://localhost:9090", metavar="URL")
+    serve.add_argument("--config-dir", metavar="DIR", help="canary configs (*.yaml, *.json)")
+    serve.add_argument("--database", default="canary-analyzer.db", metavar="URL",
+                       help="SQLAlchemy URL or SQLite file path (default: %(default)s)")
+    kube = serve.add_mutually_exclusive_group()
+    kube.add_argument("--kubeconfig", metavar="PATH",
+                      help="accepted and stored; reading weights from Kubernetes is not "
+                           "implemented yet (pass canary_weight in requests)")
+    kube.add_argument("--in-cluster", action="store_true",
+                      help="accepted and stored; not used yet (see --kubeconfig)")
+    serve.set_defaults(func=cmd_serve)
+
+    one = sub.add_parser("judge", help="one judgement from Prometheus, as the API gives it")
+    _prometheus_flags(one)
+    one.add_argument("--rollout", required=True)
+    one.add_argument("--start", metavar="T", help="RFC 3339 or unix seconds "
+                                                  "(default: 1 h before --end)")
+    one.add_argument("--end", metavar="T", help="RFC 3339 or unix seconds (default: now)")
+    one.add_argument("--config", metavar="FILE")
+    one.add_argument("--final", action="store_true", help="judge as the promotion gate")
+    one.add_argument("--json", action="store_true", help="the API's JSON answer")
+    one.set_defaults(func=cmd_judge)
+
+    export = sub.add_parser("export", help="write a canary-dataset/v1 file from Prometheus")
+    _prometheus_flags(export)
+    export.add_argument("--start", required=True, metavar="T")
+    export.add_argument("--end", required=True, metavar="T")
+    export.add_argument("--step", default="30s", help="interval length (default: %(default)s)")
+    export.add_argument("--name", help="dataset name (default: NAMESPACE-CANARY_SERVICE)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def _prometheus_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prometheus", required=True, metavar="URL")
+    parser.add_argument("--namespace", required=True, metavar="NS")
+    parser.add_argument("--canary-service", required=True, metavar="S")
+    parser.add_argument("--baseline-service", required=True, metavar="S")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError, JudgeInputError, UsageError) as exc:
+        print(f"canary-analyzer {args.command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
