@@ -139,21 +139,15 @@ def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_thresh
                     log_level: float, intervals: bool) -> MetricResult:
     test = latency_test(series.le, series.canary, series.baseline, quantiles=metric.quantiles,
                         allowed_increase=metric.allowed_increase,
-                        allowed_decrease=metric.allowed_decrease,
+                        allowed_decrease=metric.allowed_decrease, direction=metric.direction,
                         interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
     top_q = max(metric.quantiles)
     canary = SideSummary(float(test.canary_count), quantile_from_buckets(
         series.le, series.canary.sum(axis=0), top_q))
     baseline = SideSummary(float(test.baseline_count), quantile_from_buckets(
         series.le, series.baseline.sum(axis=0), top_q))
-    effect, interval = None, None
-    if test.thresholds:
-        # Report the threshold with the strongest evidence of harm.
-        key = (lambda t: t.rate.log_e_decrease) if metric.direction == "decrease" else (
-            lambda t: max(t.rate.log_e_increase, t.rate.log_e_decrease)
-            if metric.direction == "either" else t.rate.log_e_increase)
-        strongest = max(test.thresholds, key=key)
-        effect, interval = strongest.effect, strongest.interval
+    effect = None if test.reported is None else test.reported.effect
+    interval = None if test.reported is None else test.reported.interval
     within = bool(test.thresholds) and all(
         _within(metric, t.rate.log_e_below_increase, t.rate.log_e_above_decrease, log_level)
         for t in test.thresholds)

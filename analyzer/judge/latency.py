@@ -22,7 +22,7 @@ is an e-process), so testing several quantiles costs no extra alpha.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,6 +38,8 @@ class ThresholdTest:
     interval: tuple[float, float] | None  # as latency ratios
     canary_quantile: float | None
     baseline_quantile: float | None
+    data: SplitData = field(repr=False)
+    margins: tuple[float, float]  # exceedance-ratio margins (up, down) for this bound
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class LatencyTest:
     thresholds: tuple[ThresholdTest, ...]
     canary_count: int
     baseline_count: int
+    reported: ThresholdTest | None  # strongest evidence of harm; carries the interval
 
 
 def quantile_from_buckets(le: np.ndarray, counts: np.ndarray, q: float) -> float | None:
@@ -146,20 +149,30 @@ def _thresholds(le: np.ndarray, baseline: np.ndarray,
     return sorted(((q, k) for k, q in chosen.items()), key=lambda item: item[1])
 
 
+def _harm_key(direction: str):
+    if direction == "increase":
+        return lambda t: t.rate.log_e_increase
+    if direction == "decrease":
+        return lambda t: t.rate.log_e_decrease
+    return lambda t: max(t.rate.log_e_increase, t.rate.log_e_decrease)
+
+
 def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
                  quantiles: tuple[float, ...], allowed_increase: float = 1.0,
-                 allowed_decrease: float = 1.0,
+                 allowed_decrease: float = 1.0, direction: str = "increase",
                  interval_log_k: float | None = None) -> LatencyTest:
     """Evidence that the canary is slower (or faster) than the baseline beyond the margins.
 
-    ``canary``/``baseline`` are (intervals × buckets) non-cumulative counts.
+    ``canary``/``baseline`` are (intervals × buckets) non-cumulative counts. The confidence
+    sequence is computed only for the threshold with the strongest evidence of harm in
+    ``direction`` (the one reported), which keeps a live evaluation cheap.
     """
     pooled_b = baseline.sum(axis=0).astype(float)
     pooled_c = canary.sum(axis=0).astype(float)
     canary_total = int(pooled_c.sum())
     baseline_total = int(pooled_b.sum())
     if baseline_total == 0 or canary_total == 0:
-        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total)
+        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total, None)
     den_c = canary.sum(axis=1)
     den_b = baseline.sum(axis=1)
     # Requests above bound k, per interval: reverse cumulative sums of the buckets.
@@ -172,20 +185,26 @@ def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
         up = max(_survival(le, pooled_b, bound / allowed_increase) / base_exceed, 1.0)
         down = min(_survival(le, pooled_b, bound / allowed_decrease) / base_exceed, 1.0)
         data = SplitData.from_counts(above_c[:, k + 1], den_c, above_b[:, k + 1], den_b)
-        rate = rate_test(data, allowed_increase=up, allowed_decrease=max(down, 1e-9),
-                         interval_log_k=interval_log_k)
+        rate = rate_test(data, allowed_increase=up, allowed_decrease=max(down, 1e-9))
         effect = None if rate.estimate is None else _ratio_from_exceedance(
             le, pooled_b, bound, rate.estimate)
+        tests.append(ThresholdTest(q, bound, rate, effect, None,
+                                   quantile_from_buckets(le, pooled_c, q),
+                                   quantile_from_buckets(le, pooled_b, q), data, (up, down)))
+    if not tests:
+        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total, None)
+    reported = max(tests, key=_harm_key(direction))
+    if interval_log_k is not None:
+        up, down = reported.margins
+        rate = rate_test(reported.data, allowed_increase=up, allowed_decrease=max(down, 1e-9),
+                         interval_log_k=interval_log_k, tau2=reported.rate.tau2)
         interval = None
         if rate.interval is not None:
-            interval = (_ratio_from_exceedance(le, pooled_b, bound, rate.interval[0]),
-                        _ratio_from_exceedance(le, pooled_b, bound, rate.interval[1]))
-        tests.append(ThresholdTest(q, bound, rate, effect, interval,
-                                   quantile_from_buckets(le, pooled_c, q),
-                                   quantile_from_buckets(le, pooled_b, q)))
-    if not tests:
-        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total)
+            interval = (_ratio_from_exceedance(le, pooled_b, reported.bound, rate.interval[0]),
+                        _ratio_from_exceedance(le, pooled_b, reported.bound, rate.interval[1]))
+        reported = replace(reported, interval=interval)
+        tests = [reported if t.bound == reported.bound else t for t in tests]
     n = math.log(len(tests))
     log_up = float(np.logaddexp.reduce([t.rate.log_e_increase for t in tests]) - n)
     log_down = float(np.logaddexp.reduce([t.rate.log_e_decrease for t in tests]) - n)
-    return LatencyTest(log_up, log_down, tuple(tests), canary_total, baseline_total)
+    return LatencyTest(log_up, log_down, tuple(tests), canary_total, baseline_total, reported)
