@@ -23,6 +23,7 @@ import numpy as np
 from analyzer.config import CanaryConfig, ConfigError, parse_config
 from analyzer.judge.evaluate import JudgeInputError, judge
 from analyzer.judge.series import RatioSeries
+from analyzer.judge.traffic import TrafficCheck
 from analyzer.metrics.dataset import DatasetError, parse_time
 from analyzer.metrics.istio import SideSelectors, WindowData, fetch_window
 from analyzer.metrics.prometheus import PrometheusClient
@@ -39,6 +40,8 @@ _UNSAFE_VALUE = re.compile(r'["\\{}`\x00-\x1f\x7f]')
 """Never in a real Istio label value; refused up front (the PromQL is escaped anyway)."""
 
 ClientFactory = Callable[[Callable[[float], None] | None], PrometheusClient]
+WeightSource = Callable[[str, str], float | None]
+"""(namespace, rollout) → the canary weight in percent now, e.g. read from Kubernetes."""
 
 
 def rfc3339(moment: datetime) -> str:
@@ -129,7 +132,8 @@ class Analyzer:
                  store: Store | None = None, telemetry: Telemetry | None = None,
                  step_seconds: float = DEFAULT_STEP,
                  max_window: timedelta = DEFAULT_MAX_WINDOW,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 weight_source: WeightSource | None = None) -> None:
         self.configs = dict(configs)
         self.client_factory = client_factory
         self.store = store
@@ -137,6 +141,7 @@ class Analyzer:
         self.step_seconds = step_seconds
         self.max_window = max_window
         self.clock = clock
+        self.weight_source = weight_source
 
     def resolve(self, request: JudgeRequest) -> Resolved:
         """Every check that needs neither Prometheus nor the store; ``RequestError`` if bad."""
@@ -192,9 +197,14 @@ class Analyzer:
         window_end = max(start, resolved.end)
         window = self._fetch(resolved, start, window_end)
         data_seconds = float(len(window.timestamps)) * self.step_seconds
+        weight = resolved.canary_weight
+        if weight is None and self.weight_source is not None:
+            weight = self.weight_source(resolved.namespace, resolved.rollout)
+        weights = None if weight is None else np.full(len(window.timestamps), float(weight))
         try:
             judgement = judge(window.series, resolved.config, final=resolved.final,
-                              data_seconds=data_seconds)
+                              data_seconds=data_seconds, weights=weights,
+                              recent_weights_only=True)
         except JudgeInputError as exc:
             raise RequestError("config", str(exc)) from None
         metrics = []
@@ -210,9 +220,7 @@ class Analyzer:
             "reason": judgement.reason,
             "analysis_id": None,
             "window": {"start": rfc3339(start), "end": rfc3339(window_end)},
-            "traffic": {"canary_weight": resolved.canary_weight,
-                        "observed_canary_share": _observed_share(resolved.config, window),
-                        "split_ok": True},
+            "traffic": _traffic(judgement.traffic, weight, resolved.config, window),
             "metrics": metrics,
         }
         response = jsonable(response)
@@ -243,6 +251,16 @@ class Analyzer:
             raise RequestError("config", str(exc)) from None
         finally:
             client.close()
+
+
+def _traffic(check: TrafficCheck | None, weight: float | None, config: CanaryConfig,
+             window: WindowData) -> dict[str, Any]:
+    """DESIGN §3 ``traffic``; the split check's reason rides along when it has one."""
+    if check is None:
+        return {"canary_weight": weight,
+                "observed_canary_share": _observed_share(config, window), "split_ok": True}
+    return {"canary_weight": weight, "observed_canary_share": check.observed_canary_share,
+            "split_ok": check.split_ok, "reason": check.reason}
 
 
 def _observed_share(config: CanaryConfig, window: WindowData) -> float | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from analyzer.config import CanaryConfig, ConfigError, load_config
 from analyzer.judge.evaluate import JudgeInputError
+from analyzer.mesh.cli import add_weights_parser
 from analyzer.metrics.dataset import DatasetError
 from analyzer.replay import (
     backtest_summary,
@@ -256,11 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SQLAlchemy URL or SQLite file path (default: %(default)s)")
     kube = serve.add_mutually_exclusive_group()
     kube.add_argument("--kubeconfig", metavar="PATH",
-                      help="accepted and stored; reading weights from Kubernetes is not "
-                           "implemented yet (pass canary_weight in requests)")
+                      help="read canary weights (for requests without canary_weight) from "
+                           "Rollouts and VirtualServices with this kubeconfig")
     kube.add_argument("--in-cluster", action="store_true",
-                      help="accepted and stored; not used yet (see --kubeconfig)")
+                      help="read canary weights with the pod's service account")
     serve.set_defaults(func=cmd_serve)
+
+    add_weights_parser(sub)
 
     one = sub.add_parser("judge", help="one judgement from Prometheus, as the API gives it")
     _prometheus_flags(one)

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from argo import argo_phase
 from fastapi.testclient import TestClient
+from k8s_server import FakeKube
 from promfixture import PrometheusServer, free_port, istio_series, traffic_from_dataset
 
 from analyzer.api.app import Settings, create_app
@@ -49,11 +50,24 @@ def shared_outage(healthy: Dataset) -> Dataset:
     return replace(healthy, name="shared-outage", metrics=metrics)
 
 
+def starved(healthy: Dataset) -> Dataset:
+    """Healthy baseline, but the canary's pods never receive a request."""
+    metrics = {}
+    for name, series in healthy.metrics.items():
+        if isinstance(series, RatioSeries):
+            zero = np.zeros_like(series.canary_den)
+            metrics[name] = RatioSeries(zero, zero, series.baseline_num, series.baseline_den)
+        else:
+            metrics[name] = replace(series, canary=np.zeros_like(series.canary))
+    return replace(healthy, name="starved", metrics=metrics)
+
+
 @pytest.fixture(scope="module")
 def datasets() -> dict[str, Dataset]:
     out = {name: read_dataset(EXAMPLES / f"{name}.json")
            for name in ("healthy", "error-regression", "latency-regression")}
     out["shared-outage"] = shared_outage(out["healthy"])
+    out["starved"] = starved(out["healthy"])
     return out
 
 
@@ -99,8 +113,9 @@ def analysis_run(client: TestClient, name: str, dataset: Dataset) -> list[str]:
     phases = []
     for k in range(1, len(dataset) + 1):
         final = k == len(dataset)
+        weight = None if dataset.canary_weight is None else float(dataset.canary_weight[k - 1])
         answer = client.post("/api/v1/judge", json=body(name, dataset, k, final=final,
-                                                        canary_weight=5))
+                                                        canary_weight=weight))
         phase = argo_phase(answer.status_code, answer.content)
         assert phase != "Error", answer.text
         phases.append(phase)
@@ -142,6 +157,56 @@ def test_analysis_run(prometheus: PrometheusServer, make_client: Callable[..., T
     detail = client.get(f"/api/v1/analyses/{analyses[0]['id']}").json()
     assert len(detail["evaluations"]) == len(phases)
     assert all(e["queries"] for e in detail["evaluations"])
+
+
+def test_starved_canary_at_25_percent_is_inconclusive(
+        prometheus: PrometheusServer, make_client: Callable[..., TestClient],
+        datasets: dict[str, Dataset]) -> None:
+    client = make_client(prometheus.url)
+    answer = client.post("/api/v1/judge", json=body("starved", datasets["starved"], 30,
+                                                    canary_weight=25))
+    assert answer.status_code == 200
+    data = answer.json()
+    assert data["verdict"] == "inconclusive"
+    assert "less traffic than its weight" in data["reason"]
+    assert data["traffic"] == {"canary_weight": 25, "observed_canary_share": 0.0,
+                               "split_ok": False, "reason": data["traffic"]["reason"]}
+    matched = client.post("/api/v1/judge", json=body("healthy", datasets["healthy"], 30,
+                                                     canary_weight=25))
+    assert matched.json()["traffic"]["split_ok"] is True
+
+
+def test_weight_read_from_the_rollout_when_the_request_has_none(
+        prometheus: PrometheusServer, make_client: Callable[..., TestClient],
+        datasets: dict[str, Dataset], tmp_path: Path) -> None:
+    """Kubernetes configured: the Rollout's status weight (25%) is checked against traffic."""
+    kube = FakeKube()
+    kube.serve_resource("argoproj.io", "rollouts", "Rollout", {"v1alpha1"})
+    for name in ("starved", "healthy"):
+        kube.put("argoproj.io", "rollouts", {
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"strategy": {"canary": {"canaryService": f"{name}-canary",
+                                             "stableService": f"{name}-stable"}}},
+            "status": {"canary": {"weights": {"canary": {"weight": 25},
+                                              "stable": {"weight": 75}}}}})
+    kube.start()
+    try:
+        client = make_client(prometheus.url,
+                             kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
+        starved_answer = client.post("/api/v1/judge",
+                                     json=body("starved", datasets["starved"], 30)).json()
+        assert starved_answer["verdict"] == "inconclusive"
+        assert starved_answer["traffic"]["canary_weight"] == 25
+        healthy_answer = client.post("/api/v1/judge",
+                                     json=body("healthy", datasets["healthy"], 30)).json()
+        assert healthy_answer["traffic"]["canary_weight"] == 25
+        assert healthy_answer["traffic"]["split_ok"] is True
+        unknown = client.post("/api/v1/judge", json=body(
+            "error-regression", datasets["error-regression"], 30)).json()
+        assert unknown["traffic"]["canary_weight"] is None  # no such Rollout: not checked
+    finally:
+        kube.stop()
 
 
 def test_response_shape(prometheus: PrometheusServer, make_client: Callable[..., TestClient],

@@ -23,8 +23,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer
+from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, WeightSource
 from analyzer.config import CanaryConfig, load_config_dir
+from analyzer.mesh.client import KubeClient
+from analyzer.mesh.rollout import canary_weight_for
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
 from analyzer.store import Store
@@ -36,8 +38,9 @@ log = logging.getLogger("analyzer.api")
 
 @dataclass
 class Settings:
-    """What ``serve`` configures. ``kubeconfig``/``in_cluster`` are kept for reading canary
-    weights from VirtualServices, which a later change adds; they are not used yet."""
+    """What ``serve`` configures. With ``kubeconfig`` or ``in_cluster`` the service reads the
+    canary weight of a request without ``canary_weight`` from the Rollout (its status, else
+    its VirtualService) and checks the traffic split against it."""
 
     prometheus_url: str = "http://localhost:9090"
     config_dir: str | None = None
@@ -62,6 +65,21 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def _weight_source(settings: Settings) -> WeightSource | None:
+    """Reads weights through Kubernetes when configured; a lookup that fails (API server
+    down, no RBAC) leaves the weight unknown rather than failing the analysis."""
+    if settings.kubeconfig is None and not settings.in_cluster:
+        return None
+    kube = (KubeClient.in_cluster() if settings.in_cluster
+            else KubeClient.from_kubeconfig(settings.kubeconfig))
+
+    def source(namespace: str, rollout: str) -> float | None:
+        reading = canary_weight_for(kube, namespace, rollout)
+        return None if reading is None else float(reading.canary_weight)
+
+    return source
+
+
 def create_app(settings: Settings) -> FastAPI:
     """A self-contained app: its own store, metrics registry and configs."""
     configs = settings.configs if settings.configs is not None else load_config_dir(
@@ -74,7 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
                                 on_query=on_query)
 
     analyzer = Analyzer(configs, client_factory, store=store, telemetry=telemetry,
-                        step_seconds=settings.step_seconds, max_window=settings.max_window)
+                        step_seconds=settings.step_seconds, max_window=settings.max_window,
+                        weight_source=_weight_source(settings))
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
