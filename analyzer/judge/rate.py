@@ -39,6 +39,9 @@ OFFSETS = np.log1p(np.geomspace(0.05, 10.0, 30))
 # 0.04 ≈ 14% jitter per side, worth PRIOR_INTERVALS intervals of data.
 PRIOR_TAU2 = 0.04
 PRIOR_INTERVALS = 8.0
+# An interval further than this from the others (in model standard deviations) is tempered
+# by its own residual (see temper_factors).
+OUTLIER_Z = 3.0
 _DELTA_BOUND = 25.0
 
 
@@ -120,8 +123,26 @@ def fitted_shares(data: SplitData) -> np.ndarray:
 
 
 def temper_factors(data: SplitData, tau2: float, theta: np.ndarray) -> np.ndarray:
-    """Per-interval variance inflation 1 + (e-1)·θ(1-θ)·τ², at the fitted ratio."""
-    return 1.0 + np.maximum(data.events - 1.0, 0.0) * theta * (1.0 - theta) * tau2
+    """Per-interval variance inflation: 1 + (e-1)·θ(1-θ)·τ² at the fitted ratio, or more for
+    an interval that is an outlier against the others.
+
+    Real bursts are heavy-tailed (a ratio of two sides' jitters), so a Gaussian τ² is
+    exceeded now and then by one interval, whose evidence would then count in full. An
+    interval whose leave-one-out residual is beyond OUTLIER_Z model standard deviations is
+    tempered by its own squared residual instead; its influence then shrinks as it grows.
+    A canary that is consistently worse fits the other intervals and keeps all its weight.
+    """
+    p = theta * (1.0 - theta)
+    base = 1.0 + np.maximum(data.events - 1.0, 0.0) * p * tau2
+    v = data.events * p
+    total = v.sum()
+    if len(data) < 2 or total <= 0:
+        return base
+    leverage = np.minimum(v / total, 0.95)
+    loo_residual = (data.canary - data.events * theta) / (1.0 - leverage)
+    loo_variance = np.where(v > 0, v / (1.0 - leverage), np.inf)
+    z2 = loo_residual ** 2 / (loo_variance * base)
+    return base * np.maximum(1.0, z2 / OUTLIER_Z**2)
 
 
 def log_e_values(data: SplitData, nulls: np.ndarray, temper: np.ndarray,
