@@ -17,6 +17,7 @@ from analyzer.config import CanaryConfig, ConfigError, load_config
 from analyzer.judge.evaluate import JudgeInputError
 from analyzer.mesh.cli import add_weights_parser
 from analyzer.metrics.dataset import DatasetError
+from analyzer.preview import add_preview_parser
 from analyzer.replay import (
     backtest_summary,
     dataset_paths,
@@ -264,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     add_weights_parser(sub)
+    add_preview_parser(sub)
 
     one = sub.add_parser("judge", help="one judgement from Prometheus, as the API gives it")
     _prometheus_flags(one)
