@@ -48,10 +48,32 @@ class Telemetry:
                                         "Wall time of one Prometheus query", registry=r)
         self.errors = Counter("canary_analyzer_errors", "Requests that got no verdict",
                               ["reason"], registry=r)
+        # Beyond DESIGN §8, for the dashboards: margins and thresholds drawn as lines,
+        # the observed split, HTTP answers by status and sessions.
+        self.observed_share = Gauge("canary_analyzer_observed_canary_share",
+                                    "Canary share of requests in the checked intervals (0-1)",
+                                    ["namespace", "rollout"], registry=r)
+        self.metric_allowed = Gauge("canary_analyzer_metric_allowed_effect",
+                                    "Allowed canary/baseline ratio in the harmful direction",
+                                    ["namespace", "rollout", "metric"], registry=r)
+        self.metric_threshold = Gauge("canary_analyzer_metric_e_value_threshold",
+                                      "E-value at which the metric fails",
+                                      ["namespace", "rollout", "metric"], registry=r)
+        self.http_requests = Counter("canary_analyzer_http_requests",
+                                     "HTTP requests answered, by route template and status",
+                                     ["route", "method", "status"], registry=r)
+        self.sessions = Counter("canary_analyzer_sessions_created",
+                                "Analysis sessions created (first call of a canary)",
+                                registry=r)
         for reason in ERROR_REASONS:
             self.errors.labels(reason=reason)
 
     def session_created(self, namespace: str, rollout: str) -> None:
+        self.sessions.inc()
+        self.declare(namespace, rollout)
+
+    def declare(self, namespace: str, rollout: str) -> None:
+        """Makes the verdict counters of a rollout exist at 0 (see the module docstring)."""
         for verdict in VERDICTS:
             self.verdicts.labels(namespace=namespace, rollout=rollout, verdict=verdict)
 
@@ -64,16 +86,21 @@ class Telemetry:
     def record(self, namespace: str, rollout: str, response: Mapping[str, Any]) -> None:
         """Updates the verdict, score, weight and per-metric gauges from one answer."""
         verdict = response["verdict"]
-        self.session_created(namespace, rollout)
+        self.declare(namespace, rollout)
         self.verdicts.labels(namespace=namespace, rollout=rollout, verdict=verdict).inc()
         self.last_verdict.labels(namespace=namespace, rollout=rollout).set(VERDICT_VALUE[verdict])
         self.score.labels(namespace=namespace, rollout=rollout).set(response["score"])
-        weight = response.get("traffic", {}).get("canary_weight")
-        if weight is not None:
-            self.canary_weight.labels(namespace=namespace, rollout=rollout).set(weight)
+        traffic = response.get("traffic", {})
+        for gauge, key in ((self.canary_weight, "canary_weight"),
+                           (self.observed_share, "observed_canary_share")):
+            value = traffic.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                gauge.labels(namespace=namespace, rollout=rollout).set(value)
         for metric in response.get("metrics", []):
             labels = {"namespace": namespace, "rollout": rollout, "metric": metric["name"]}
-            for gauge, key in ((self.metric_effect, "effect"), (self.metric_e_value, "e_value")):
+            for gauge, key in ((self.metric_effect, "effect"), (self.metric_e_value, "e_value"),
+                               (self.metric_allowed, "allowed"),
+                               (self.metric_threshold, "threshold")):
                 value = metric.get(key)
                 if isinstance(value, int | float) and math.isfinite(value):
                     gauge.labels(**labels).set(value)

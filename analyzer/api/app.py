@@ -138,6 +138,15 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry.error("bad_request")
         return JSONResponse(exc.to_dict(), status_code=exc.status)
 
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        telemetry.http_requests.labels(route=template, method=request.method,
+                                       status=str(response.status_code)).inc()
+        return response
+
     @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)")
     async def judge_post(request: Request) -> Response:
         length = request.headers.get("content-length")

@@ -57,6 +57,11 @@ def _interval_text(interval: tuple[float, float] | None) -> str:
     return "" if interval is None else f" (interval [{_fmt(interval[0])}, {_fmt(interval[1])}])"
 
 
+def _allowed(metric: MetricConfig) -> float:
+    """The margin a dashboard draws: the harmful direction's (increase for ``either``)."""
+    return metric.allowed_decrease if metric.direction == "decrease" else metric.allowed_increase
+
+
 def _margin_text(metric: MetricConfig) -> str:
     if metric.direction == "increase":
         return f"allowed {_fmt(metric.allowed_increase)}"
@@ -90,7 +95,8 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
         name=metric.name, classification=classification, critical=metric.critical,
         direction=metric.direction, test=metric.resolved_test, canary=canary,
         baseline=baseline, effect=effect, interval=interval, e_value=_e(log_e),
-        threshold=math.exp(log_threshold), within_margin=within and enough, reason=reason,
+        threshold=math.exp(log_threshold), allowed=_allowed(metric),
+        within_margin=within and enough, reason=reason,
         group=metric.resolved_group, muted=metric.muted, details=details)
 
 
@@ -172,7 +178,8 @@ def judge_gauge(metric: MetricConfig, series: GaugeSeries) -> MetricResult:
         canary=SideSummary(float(outcome.canary_count), outcome.canary_mean),
         baseline=SideSummary(float(outcome.baseline_count), outcome.baseline_mean),
         effect=outcome.effect, interval=outcome.interval, e_value=None, threshold=None,
-        within_margin=outcome.classification == "pass", reason=outcome.reason,
+        allowed=_allowed(metric), within_margin=outcome.classification == "pass",
+        reason=outcome.reason,
         group=metric.resolved_group, muted=metric.muted,
         counts_as_failure=outcome.classification == "nodata-fail")
 
@@ -182,7 +189,8 @@ def _missing(metric: MetricConfig) -> MetricResult:
     return MetricResult(
         name=metric.name, classification="nodata", critical=metric.critical,
         direction=metric.direction, test=metric.resolved_test, canary=empty, baseline=empty,
-        effect=None, interval=None, e_value=None, threshold=None, within_margin=False,
+        effect=None, interval=None, e_value=None, threshold=None, allowed=_allowed(metric),
+        within_margin=False,
         reason="no data for this metric", group=metric.resolved_group, muted=metric.muted,
         counts_as_failure=metric.must_have_data and not metric.critical)
 

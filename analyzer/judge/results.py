@@ -30,6 +30,7 @@ class MetricResult:
     interval: tuple[float, float] | None  # confidence sequence (or fixed interval) for effect
     e_value: float | None  # evidence of harm; compared with the metric's threshold
     threshold: float | None  # e-value at which the metric fails (None for fixed tests)
+    allowed: float  # the margin in the harmful direction (allowed_increase or _decrease)
     within_margin: bool  # positive evidence that harm is ruled out (final gate)
     reason: str
     group: str
