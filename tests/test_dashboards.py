@@ -39,7 +39,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 NS, ROLLOUT = "shop", "checkout"
 VALUES = {"namespace": NS, "rollout": ROLLOUT, "canary_service": f"{ROLLOUT}-canary",
-          "stable_service": f"{ROLLOUT}-stable", "__rate_interval": "1m",
+          "stable_service": f"{ROLLOUT}-stable", "__rate_interval": "1m", "__range": "2m",
           "analyzer_url": "http://127.0.0.1"}
 ISTIO_METRICS = {
     "istio_requests_total", "istio_request_duration_milliseconds_bucket",
@@ -153,6 +153,32 @@ def test_analysis_dashboard_contents() -> None:
     assert any("/api/v1/analyses?" in link["url"] for link in dashboard["links"])
     evalue = next(p for p in panels(dashboard) if "E-value" in p["title"])
     assert evalue["fieldConfig"]["defaults"]["custom"]["scaleDistribution"]["type"] == "log"
+    effect = next(p for p in panels(dashboard) if p["title"].startswith("Effect"))
+    # margins and thresholds are series the analyzer exports per metric, drawn dashed, not
+    # fixed numbers of one config
+    for panel, line in ((effect, "canary_analyzer_metric_allowed_effect"),
+                        (evalue, "canary_analyzer_metric_e_value_threshold")):
+        assert "thresholds" not in panel["fieldConfig"]["defaults"], panel["title"]
+        (target,) = [t for t in panel["targets"] if line in t["expr"]]
+        (override,) = [o for o in panel["fieldConfig"]["overrides"]
+                       if o["matcher"] == {"id": "byFrameRefID", "options": target["refId"]}]
+        style = {p["id"]: p["value"] for p in override["properties"]}["custom.lineStyle"]
+        assert style["fill"] == "dash", panel["title"]
+        assert "{{metric}}" in target["legendFormat"]
+    weight = next(p for p in panels(dashboard) if "weight" in p["title"])
+    exprs = " ".join(t["expr"] for t in weight["targets"])
+    assert weight["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert "canary_analyzer_canary_weight{" in exprs and "/ 100" in exprs
+    assert "canary_analyzer_observed_canary_share{" in exprs and "istio_requests_total" in exprs
+
+
+def test_service_dashboard_contents() -> None:
+    dashboard = ALL["canary-analyzer-service.json"]
+    exprs = {t["expr"] for p in panels(dashboard) for t in p.get("targets", [])}
+    assert ('sum by (status) (rate(canary_analyzer_http_requests_total{route="/api/v1/judge"}'
+            '[$__rate_interval]))') in exprs
+    assert "sum(increase(canary_analyzer_sessions_created_total[$__range]))" in exprs
+    assert "count(canary_analyzer_last_verdict)" not in exprs  # the old stand-in for sessions
 
 
 def test_promql_syntax(tmp_path: Path) -> None:
@@ -380,6 +406,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def _get_request(request: urllib.request.Request) -> bytes:
     with urllib.request.urlopen(request, timeout=30) as answer:
         return answer.read()
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """``{labels: value}`` of one metric in an exposition text."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels, _, value = line.rpartition(" ")
+            out[labels[len(name):]] = float(value)
+    return out
+
+
+def test_dashboard_gauges_have_values(stack: Stack) -> None:
+    """The series the new panels draw hold real values after the pass and fail calls: the
+    weight sent, the share the split check saw, each metric's margin and threshold, judge
+    answers by status and the one session created."""
+    text = stack.metrics_text
+    rollout = f'namespace="{NS}",rollout="{ROLLOUT}"'
+    weight = _samples(text, "canary_analyzer_canary_weight")
+    assert weight == {f"{{{rollout}}}": 5.0}
+    (share,) = _samples(text, "canary_analyzer_observed_canary_share").values()
+    assert 0.0 < share < 1.0
+    allowed = _samples(text, "canary_analyzer_metric_allowed_effect")
+    thresholds = _samples(text, "canary_analyzer_metric_e_value_threshold")
+    assert allowed and set(allowed) == set(thresholds)
+    assert all(value > 1.0 for value in allowed.values())  # both default metrics: increases
+    assert list(thresholds.values()) == pytest.approx([200.0] * len(thresholds))
+    assert sorted(allowed.values()) == pytest.approx([1.1, 1.2])
+    calls = _samples(text, "canary_analyzer_http_requests_total")
+    judged = {labels: n for labels, n in calls.items() if 'route="/api/v1/judge"' in labels}
+    assert sum(judged.values()) == 2 and all('status="200"' in k for k in judged)
+    assert _samples(text, "canary_analyzer_sessions_created_total") == {"": 1.0}
 
 
 def test_metric_names_exist(stack: Stack) -> None:

@@ -57,6 +57,11 @@ def _interval_text(interval: tuple[float, float] | None) -> str:
     return "" if interval is None else f" (interval [{_fmt(interval[0])}, {_fmt(interval[1])}])"
 
 
+def _round(value: float) -> float:
+    """exp(log(M/alpha)) is 199.99999999999991; reports and dashboards should say 200."""
+    return float(f"{value:.12g}")
+
+
 def _allowed(metric: MetricConfig) -> float:
     """The margin a dashboard draws: the harmful direction's (increase for ``either``)."""
     return metric.allowed_decrease if metric.direction == "decrease" else metric.allowed_increase
@@ -95,7 +100,7 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
         name=metric.name, classification=classification, critical=metric.critical,
         direction=metric.direction, test=metric.resolved_test, canary=canary,
         baseline=baseline, effect=effect, interval=interval, e_value=_e(log_e),
-        threshold=math.exp(log_threshold), allowed=_allowed(metric),
+        threshold=_round(math.exp(log_threshold)), allowed=_allowed(metric),
         within_margin=within and enough, reason=reason,
         group=metric.resolved_group, muted=metric.muted, details=details)
 
