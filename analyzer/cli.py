@@ -24,8 +24,11 @@ from analyzer.replay import (
     load_datasets,
     replay_dataset,
 )
+from analyzer.store import StoreUnavailable
 from analyzer.timeline import format_timeline
 
+# The bundled example canaries of a source checkout (make demo runs from one).
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 EXIT_OK = 0
 EXIT_UNAVAILABLE = 1
 EXIT_BAD_INPUT = 2
@@ -98,20 +101,26 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from analyzer.demo import run_demo
 
-    return run_demo(examples=Path(args.examples))
+    return run_demo(examples=Path(args.examples), offline=args.offline)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from analyzer.api.app import Settings, create_app
+    from analyzer.api.auth import TokenFileError
     from analyzer.config import load_config_dir
 
     configs = load_config_dir(args.config_dir)  # a bad config dir exits 2 before listening
     settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
                         database_url=args.database, kubeconfig=args.kubeconfig,
-                        in_cluster=args.in_cluster, configs=configs)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+                        in_cluster=args.in_cluster, configs=configs,
+                        token_file=args.token_file)
+    try:
+        app = create_app(settings)  # a missing or empty --token-file exits 2 before listening
+    except TokenFileError as exc:
+        raise UsageError(f"--token-file: {exc}") from None
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
 
@@ -245,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.set_defaults(func=cmd_backtest)
 
     demo = sub.add_parser("demo", help="the end-to-end story on bundled example canaries")
-    demo.add_argument("--examples", default=str(Path("examples") / "datasets"),
+    demo.add_argument("--offline", action="store_true",
+                      help="replay the examples without starting Prometheus and the service")
+    demo.add_argument("--examples", default=str(EXAMPLES),
                       metavar="DIR", help=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
 
@@ -256,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config-dir", metavar="DIR", help="canary configs (*.yaml, *.json)")
     serve.add_argument("--database", default="canary-analyzer.db", metavar="URL",
                        help="SQLAlchemy URL or SQLite file path (default: %(default)s)")
+    serve.add_argument("--token-file", metavar="PATH",
+                       help="require 'Authorization: Bearer <token>' on /api/v1/*, the token "
+                            "read from PATH (re-read when it changes, e.g. a Secret volume)")
     kube = serve.add_mutually_exclusive_group()
     kube.add_argument("--kubeconfig", metavar="PATH",
                       help="read canary weights (for requests without canary_weight) from "
@@ -303,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatasetError, JudgeInputError, UsageError) as exc:
         print(f"canary-analyzer {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StoreUnavailable as exc:  # serve: the database cannot be opened or written
+        print(f"canary-analyzer {args.command}: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

@@ -76,13 +76,10 @@ def config_for_dataset(dataset: Dataset) -> CanaryConfig:
             direction="either" if series.type == "gauge" else "increase",
             critical=series.type == "ratio",
             allowed_increase={"ratio": 1.2, "histogram": 1.1}.get(series.type, 1.0)))
-    groups = {m.resolved_group for m in metrics}
-    weights = {g: _GROUP_WEIGHT.get(g, 0.0) for g in groups}
-    if sum(weights.values()) <= 0:
-        weights = {}
-    else:
-        scale = 100.0 / sum(weights.values())
-        weights = {g: w * scale for g, w in weights.items()}
+    # The default config's group weights where its groups are used, type weights otherwise;
+    # scoring normalises over the groups present.
+    weights = {g: base.groups.get(g, _GROUP_WEIGHT.get(g, 0.0))
+               for g in {m.resolved_group for m in metrics}}
     return CanaryConfig(name=f"{base.name}-by-type", judge=base.judge, metrics=tuple(metrics),
                         groups=weights)
 
