@@ -36,17 +36,21 @@ TIME_TOLERANCE = 0.002
 """Seconds a returned timestamp may be off a grid point (Prometheus works in milliseconds)."""
 
 
-def align(samples: Iterable[tuple[float, float]], start: float, step: float,
+def align(samples: Iterable[tuple[float, float]] | np.ndarray, start: float, step: float,
           points: int) -> np.ndarray:
     """Values at the grid points ``start + j·step`` (``j < points``), NaN where none was returned.
 
     Samples off the grid (which a range query never returns) are ignored rather than guessed.
     """
     values = np.full(points, np.nan)
-    for ts, value in samples:
-        j = round((ts - start) / step)
-        if 0 <= j < points and abs(ts - (start + j * step)) <= TIME_TOLERANCE:
-            values[j] = value
+    pairs = np.asarray(samples if isinstance(samples, np.ndarray) else list(samples),
+                       dtype=float).reshape(-1, 2)
+    if len(pairs) == 0:
+        return values
+    ts, observed = pairs[:, 0], pairs[:, 1]
+    j = np.rint((ts - start) / step)
+    on_grid = (j >= 0) & (j < points) & (np.abs(ts - (start + j * step)) <= TIME_TOLERANCE)
+    values[j[on_grid].astype(np.int64)] = observed[on_grid]
     return values
 
 

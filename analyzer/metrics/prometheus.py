@@ -5,6 +5,11 @@ turn every way Prometheus can fail (refused, slow, 5xx, garbage, ``status: error
 ``PrometheusUnavailable`` and answer 503 — never a verdict built from a broken answer. The
 client library's defaults (3 retries with 1 s backoff, no timeout) take 6 s to notice a dead
 server and can hang forever on a stuck one, longer than Argo's web-metric timeout.
+
+Time is bounded twice: ``timeout`` per HTTP request, and an optional ``budget`` for all the
+queries of one client (one analysis) together — an analysis runs several queries, and five
+queries each just under the timeout would otherwise add up past Argo's timeout. A request that
+timed out is not retried: a Prometheus too slow once is as slow the second time.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import requests
 import urllib3
 from prometheus_api_client import PrometheusConnect
@@ -26,7 +32,8 @@ MAX_POINTS = 11_000
 """Prometheus refuses range queries of more points per series than this."""
 
 RangeSeries = dict[str, Any]
-"""``{"metric": {label: value}, "values": [(unix seconds, value), ...]}`` with float values."""
+"""``{"metric": {label: value}, "values": ndarray of shape (samples, 2)}``: unix seconds and
+float values (NaN and ±Inf included)."""
 
 
 class PrometheusUnavailable(Exception):
@@ -47,17 +54,18 @@ class PrometheusClient:
     """
 
     def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 1,
-                 headers: dict[str, str] | None = None,
+                 budget: float | None = None, headers: dict[str, str] | None = None,
                  on_query: Callable[[float], None] | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.budget = budget
         self.queries: list[str] = []
         self._on_query = on_query
-        self._session = requests.Session()
+        self._session = _BudgetSession(budget)
         # The hook sees the raw answer, which the library does not check for status "error".
         self._session.hooks["response"].append(_check_answer)
-        retry = Retry(total=retries, backoff_factor=0.1, status_forcelist=[502, 503, 504],
-                      allowed_methods=["GET"])
+        retry = Retry(total=retries, read=0, backoff_factor=0.1,
+                      status_forcelist=[502, 503, 504], allowed_methods=["GET"])
         self._client = PrometheusConnect(self.url, headers=headers, retry=retry,
                                          session=self._session, timeout=timeout)
 
@@ -108,6 +116,33 @@ class PrometheusClient:
                 self._on_query(time.monotonic() - began)
 
 
+class _BudgetSession(requests.Session):
+    """A session whose requests share one time budget, started by the first request: each
+    request's timeout is cut to what is left, and none starts once it is spent."""
+
+    def __init__(self, budget: float | None) -> None:
+        super().__init__()
+        self.budget = budget
+        self._deadline: float | None = None
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any,
+                **kwargs: Any) -> requests.Response:
+        if self.budget is not None:
+            now = time.monotonic()
+            if self._deadline is None:
+                self._deadline = now + self.budget
+            left = self._deadline - now
+            if left <= 0:
+                raise PrometheusUnavailable(f"queries took longer than {self.budget:g} s "
+                                            f"in total")
+            timeout = kwargs.get("timeout")
+            if isinstance(timeout, tuple):  # (connect, read)
+                kwargs["timeout"] = tuple(left if t is None else min(t, left) for t in timeout)
+            else:
+                kwargs["timeout"] = left if timeout is None else min(float(timeout), left)
+        return super().request(method, url, *args, **kwargs)
+
+
 def _root(exc: BaseException) -> BaseException:
     """The innermost cause ("Connection refused", a read timeout), not urllib3's wrappers."""
     while True:
@@ -153,6 +188,12 @@ def _check_answer(response: requests.Response, *args: Any, **kwargs: Any) -> Non
     if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(
             data.get("result"), list):
         raise PrometheusUnavailable("answer has no data.result matrix")
+    # The library decodes the body again with response.json(); hand it this decoding
+    # instead (large range answers cost milliseconds to decode).
+    response.json = lambda **_: body  # type: ignore[method-assign]
+
+
+_NO_POINTS = np.zeros((0, 2))
 
 
 def _parse_result(result: Any) -> list[RangeSeries]:
@@ -166,7 +207,8 @@ def _parse_result(result: Any) -> list[RangeSeries]:
                 isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
             raise PrometheusUnavailable("answer has a malformed series")
         try:
-            points = [(float(ts), float(value)) for ts, value in values]
+            # numpy parses Prometheus' value strings ("1.5", "NaN", "+Inf") in C.
+            points = np.array(values, dtype=float).reshape(-1, 2) if values else _NO_POINTS
         except (TypeError, ValueError):
             raise PrometheusUnavailable("answer has a malformed sample") from None
         parsed.append({"metric": metric, "values": points})
