@@ -75,7 +75,7 @@ def config_for_dataset(dataset: Dataset) -> CanaryConfig:
             name=name, type=series.type, group=_TYPE_GROUP[series.type],
             direction="either" if series.type == "gauge" else "increase",
             critical=series.type == "ratio",
-            allowed_increase={"ratio": 1.2, "histogram": 1.1}.get(series.type, 1.0)))
+            allowed_increase=1.0))
     # The default config's group weights where its groups are used, type weights otherwise;
     # scoring normalises over the groups present.
     weights = {g: base.groups.get(g, _GROUP_WEIGHT.get(g, 0.0))

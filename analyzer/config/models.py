@@ -17,6 +17,7 @@ TestName = Literal["sequential-rate-ratio", "sequential-latency", "mann-whitney"
 MetricType = Literal["ratio", "histogram", "gauge"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+DEFAULT_PROMOTION_MARGIN = 1.25
 
 # Which dataset type each builtin kind produces, and which test judges each type by default.
 KIND_TYPE: dict[str, MetricType] = {"istio-error-rate": "ratio", "istio-latency": "histogram"}
@@ -49,6 +50,11 @@ class MetricConfig(_Strict):
     ``allowed_increase``/``allowed_decrease`` are canary/baseline ratios that are still
     acceptable (Kayenta's effect-size gates). For the sequential tests they move the null
     hypothesis, so a canary inside the margin is never failed more often than ``alpha``.
+
+    ``promotion_margin`` is what the promotion gate must rule out before it passes. It is
+    separate because no amount of data proves a ratio below 1.0: with a fail margin of 1.0
+    (any regression is harm, the most powerful setting) the gate would never pass an equal
+    canary. It cannot be tighter than the fail margin.
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -58,6 +64,8 @@ class MetricConfig(_Strict):
     direction: Direction = "increase"
     allowed_increase: float = Field(1.0, ge=1.0, le=100.0)
     allowed_decrease: float = Field(1.0, gt=0.0, le=1.0)
+    # What the promotion gate (final: true) must rule out; None: max(allowed margin, 1.25).
+    promotion_margin: float | None = Field(None, ge=1.0, le=100.0)
     critical: bool = False
     muted: bool = False
     group: str | None = Field(None, pattern=NAME_PATTERN)
@@ -104,6 +112,11 @@ class MetricConfig(_Strict):
                     raise ValueError("promql queries must contain the {selector} placeholder")
         elif self.query is not None or self.numerator is not None or self.denominator is not None:
             raise ValueError(f"kind {self.kind} is builtin and takes no query")
+        if self.promotion_margin is not None and (
+                self.promotion_margin < self.allowed_increase
+                or self.promotion_margin < 1.0 / self.allowed_decrease):
+            raise ValueError("promotion_margin must not be tighter than allowed_increase or "
+                             "1/allowed_decrease")
         if self.type is not None and self.kind in KIND_TYPE and self.type != KIND_TYPE[self.kind]:
             raise ValueError(f"kind {self.kind} is of type {KIND_TYPE[self.kind]}")
         test = self.resolved_test
@@ -116,6 +129,11 @@ class MetricConfig(_Strict):
         if self.resolved_type == "histogram" and test != "sequential-latency":
             raise ValueError("histogram metrics are judged with test: sequential-latency")
         return self
+
+    @property
+    def resolved_promotion_margin(self) -> float:
+        fail_margin = max(self.allowed_increase, 1.0 / self.allowed_decrease)
+        return self.promotion_margin or max(fail_margin, DEFAULT_PROMOTION_MARGIN)
 
     @property
     def resolved_type(self) -> MetricType:

@@ -101,13 +101,15 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
         direction=metric.direction, test=metric.resolved_test, canary=canary,
         baseline=baseline, effect=effect, interval=interval, e_value=_e(log_e),
         threshold=_round(math.exp(log_threshold)), allowed=_allowed(metric),
+        promotion_margin=metric.resolved_promotion_margin,
         within_margin=within and enough, reason=reason,
         group=metric.resolved_group, muted=metric.muted, details=details)
 
 
 def _within(metric: MetricConfig, log_below_up: float, log_above_down: float,
             log_level: float) -> bool:
-    """Positive evidence that the ratio is inside the margin, each side at level alpha.
+    """Positive evidence that the ratio is inside the promotion margin, each side at level
+    alpha.
 
     An intersection-union test: pass needs every side (and every latency threshold) to
     reject its own harm hypothesis, so no multiplicity adjustment is needed.
@@ -127,11 +129,13 @@ def judge_ratio(metric: MetricConfig, series: RatioSeries, *, log_threshold: flo
                                  series.baseline_num, series.baseline_den)
     test = rate_test(data, allowed_increase=metric.allowed_increase,
                      allowed_decrease=metric.allowed_decrease,
+                     promotion_increase=metric.resolved_promotion_margin,
+                     promotion_decrease=1.0 / metric.resolved_promotion_margin,
                      interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
     nc, nb = float(series.canary_den.sum()), float(series.baseline_den.sum())
     canary = SideSummary(nc, float(series.canary_num.sum()) / nc if nc else None)
     baseline = SideSummary(nb, float(series.baseline_num.sum()) / nb if nb else None)
-    within = _within(metric, test.log_e_below_increase, test.log_e_above_decrease, log_level)
+    within = _within(metric, test.log_e_below_promotion, test.log_e_above_promotion, log_level)
     return _sequential_result(
         metric, log_up=test.log_e_increase, log_down=test.log_e_decrease, within=within,
         enough=min(nc, nb) >= metric.min_count, effect=test.estimate, interval=test.interval,
@@ -150,7 +154,9 @@ def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_thresh
                     log_level: float, intervals: bool) -> MetricResult:
     test = latency_test(series.le, series.canary, series.baseline, quantiles=metric.quantiles,
                         allowed_increase=metric.allowed_increase,
-                        allowed_decrease=metric.allowed_decrease, direction=metric.direction,
+                        allowed_decrease=metric.allowed_decrease,
+                        promotion_margin=metric.resolved_promotion_margin,
+                        direction=metric.direction,
                         interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
     top_q = max(metric.quantiles)
     canary = SideSummary(float(test.canary_count), quantile_from_buckets(
@@ -160,7 +166,7 @@ def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_thresh
     effect = None if test.reported is None else test.reported.effect
     interval = None if test.reported is None else test.reported.interval
     within = bool(test.thresholds) and all(
-        _within(metric, t.rate.log_e_below_increase, t.rate.log_e_above_decrease, log_level)
+        _within(metric, t.rate.log_e_below_promotion, t.rate.log_e_above_promotion, log_level)
         for t in test.thresholds)
     enough = min(test.canary_count, test.baseline_count) >= metric.min_count
     return _sequential_result(
@@ -183,7 +189,9 @@ def judge_gauge(metric: MetricConfig, series: GaugeSeries) -> MetricResult:
         canary=SideSummary(float(outcome.canary_count), outcome.canary_mean),
         baseline=SideSummary(float(outcome.baseline_count), outcome.baseline_mean),
         effect=outcome.effect, interval=outcome.interval, e_value=None, threshold=None,
-        allowed=_allowed(metric), within_margin=outcome.classification == "pass",
+        allowed=_allowed(metric),
+        promotion_margin=metric.resolved_promotion_margin,
+        within_margin=outcome.classification == "pass",
         reason=outcome.reason,
         group=metric.resolved_group, muted=metric.muted,
         counts_as_failure=outcome.classification == "nodata-fail")
@@ -195,6 +203,7 @@ def _missing(metric: MetricConfig) -> MetricResult:
         name=metric.name, classification="nodata", critical=metric.critical,
         direction=metric.direction, test=metric.resolved_test, canary=empty, baseline=empty,
         effect=None, interval=None, e_value=None, threshold=None, allowed=_allowed(metric),
+        promotion_margin=metric.resolved_promotion_margin,
         within_margin=False,
         reason="no data for this metric", group=metric.resolved_group, muted=metric.muted,
         counts_as_failure=metric.must_have_data and not metric.critical)

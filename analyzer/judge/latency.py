@@ -9,11 +9,12 @@ burst tempering. A threshold near p99 catches a tail regression that leaves the 
 alone; one near p50 catches a canary that is slower overall.
 
 The margin is given as a latency ratio (``allowed_increase: 1.1`` means "10% slower is
-fine"). A canary exactly ``a`` times slower than the baseline exceeds ``L`` as often as the
-baseline exceeds ``L / a``, so the margin for the exceedance ratio at ``L`` is
-``S_b(L / a) / S_b(L)`` with ``S_b`` the baseline's survival function, interpolated linearly
-inside buckets as a power law (see ``_survival``). Estimates and intervals are
-mapped back to latency ratios the same way, so the report speaks the unit of the margin.
+fine"; the promotion margin likewise). A canary exactly ``a`` times slower than the
+baseline exceeds ``L`` as often as the baseline exceeds ``L / a``, so the margin for the
+exceedance ratio at ``L`` is ``S_b(L / a) / S_b(L)`` with ``S_b`` the baseline's survival
+function, interpolated inside buckets as a power law (see ``_survival``). Estimates and
+intervals are mapped back to latency ratios the same way, so the report speaks the unit of
+the margin.
 
 The metric's e-value is the average of the thresholds' e-values (an average of e-processes
 is an e-process), so testing several quantiles costs no extra alpha.
@@ -159,7 +160,8 @@ def _harm_key(direction: str):
 
 def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
                  quantiles: tuple[float, ...], allowed_increase: float = 1.0,
-                 allowed_decrease: float = 1.0, direction: str = "increase",
+                 allowed_decrease: float = 1.0, promotion_margin: float | None = None,
+                 direction: str = "increase",
                  interval_log_k: float | None = None) -> LatencyTest:
     """Evidence that the canary is slower (or faster) than the baseline beyond the margins.
 
@@ -182,10 +184,18 @@ def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
     for q, k in _thresholds(le, pooled_b, quantiles):
         bound = float(le[k])
         base_exceed = _survival(le, pooled_b, bound)
-        up = max(_survival(le, pooled_b, bound / allowed_increase) / base_exceed, 1.0)
-        down = min(_survival(le, pooled_b, bound / allowed_decrease) / base_exceed, 1.0)
+        def exceedance_margin(latency_ratio: float, bound: float = bound,
+                              base_exceed: float = base_exceed) -> float:
+            return _survival(le, pooled_b, bound / latency_ratio) / base_exceed
+
+        up = max(exceedance_margin(allowed_increase), 1.0)
+        down = max(min(exceedance_margin(allowed_decrease), 1.0), 1e-9)
+        promotion = promotion_margin or allowed_increase
+        promote_up = max(exceedance_margin(promotion), up)
+        promote_down = max(min(exceedance_margin(1.0 / promotion), down), 1e-9)
         data = SplitData.from_counts(above_c[:, k + 1], den_c, above_b[:, k + 1], den_b)
-        rate = rate_test(data, allowed_increase=up, allowed_decrease=max(down, 1e-9))
+        rate = rate_test(data, allowed_increase=up, allowed_decrease=down,
+                         promotion_increase=promote_up, promotion_decrease=promote_down)
         effect = None if rate.estimate is None else _ratio_from_exceedance(
             le, pooled_b, bound, rate.estimate)
         tests.append(ThresholdTest(q, bound, rate, effect, None,
@@ -196,7 +206,7 @@ def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
     reported = max(tests, key=_harm_key(direction))
     if interval_log_k is not None:
         up, down = reported.margins
-        rate = rate_test(reported.data, allowed_increase=up, allowed_decrease=max(down, 1e-9),
+        rate = rate_test(reported.data, allowed_increase=up, allowed_decrease=down,
                          interval_log_k=interval_log_k, tau2=reported.rate.tau2)
         interval = None
         if rate.interval is not None:

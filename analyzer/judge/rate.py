@@ -177,8 +177,8 @@ class RateTest:
 
     log_e_increase: float  # against "ratio ≤ allowed_increase"
     log_e_decrease: float  # against "ratio ≥ allowed_decrease"
-    log_e_below_increase: float  # against "ratio ≥ allowed_increase" (final gate, harm = up)
-    log_e_above_decrease: float  # against "ratio ≤ allowed_decrease" (final gate, harm = down)
+    log_e_below_promotion: float  # against "ratio ≥ promotion margin" (final gate, harm = up)
+    log_e_above_promotion: float  # against "ratio ≤ 1/promotion margin" (harm = down)
     estimate: float | None  # ratio, None when undefined
     interval: tuple[float, float] | None
     tau2: float
@@ -212,12 +212,15 @@ def _bound(data: SplitData, temper: np.ndarray, log_k: float, start: float,
 
 
 def rate_test(data: SplitData, *, allowed_increase: float = 1.0, allowed_decrease: float = 1.0,
+              promotion_increase: float | None = None, promotion_decrease: float | None = None,
               interval_log_k: float | None = None, tau2: float | None = None) -> RateTest:
     """Evidence for a change of the canary/baseline rate ratio beyond the allowed margins.
 
     ``interval_log_k`` asks for a confidence sequence whose one-sided errors are each at most
     ``exp(-interval_log_k)``; None skips it (replay does not need it at every look).
     ``tau2`` fixes the jitter variance instead of estimating it (0 is the textbook test).
+    ``promotion_increase``/``_decrease`` are the ratios the promotion gate must rule out
+    (default: the allowed margins).
     """
     theta = fitted_shares(data) if len(data) else np.zeros(0)
     if tau2 is None:
@@ -242,14 +245,15 @@ def rate_test(data: SplitData, *, allowed_increase: float = 1.0, allowed_decreas
         hi = _bound(data, temper, interval_log_k, centre, upward=False)
         interval = (0.0 if math.isinf(lo) else math.exp(lo),
                     math.inf if math.isinf(hi) else math.exp(hi))
-    nulls = np.array([up, down])
-    rising = log_e_values(data, nulls, temper, upward=True)
-    falling = log_e_values(data, nulls, temper, upward=False)
+    promote_up = math.log(promotion_increase or allowed_increase)
+    promote_down = math.log(promotion_decrease or allowed_decrease)
+    rising = log_e_values(data, np.array([up, promote_down]), temper, upward=True)
+    falling = log_e_values(data, np.array([down, promote_up]), temper, upward=False)
     return RateTest(
         log_e_increase=float(rising[0]),
-        log_e_decrease=float(falling[1]),
-        log_e_below_increase=float(falling[0]),
-        log_e_above_decrease=float(rising[1]),
+        log_e_decrease=float(falling[0]),
+        log_e_below_promotion=float(falling[1]),
+        log_e_above_promotion=float(rising[1]),
         estimate=estimate,
         interval=interval,
         tau2=tau2,

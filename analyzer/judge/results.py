@@ -31,6 +31,7 @@ class MetricResult:
     e_value: float | None  # evidence of harm; compared with the metric's threshold
     threshold: float | None  # e-value at which the metric fails (None for fixed tests)
     allowed: float  # the margin in the harmful direction (allowed_increase or _decrease)
+    promotion_margin: float  # the ratio the promotion gate must rule out
     within_margin: bool  # positive evidence that harm is ruled out (final gate)
     reason: str
     group: str

@@ -52,6 +52,14 @@ def weighted_score(scores: dict[str, float], weights: dict[str, float]) -> float
     return round(sum(scores[g] * w for g, w in effective.items()) / total, 2)
 
 
+def _ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _span(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f", interval [{interval[0]:.3g}, {interval[1]:.3g}]"
+
+
 def _describe(result: MetricResult) -> str:
     return f"{result.name}: {result.reason}"
 
@@ -90,10 +98,9 @@ def _decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
         gated = [r for r in active if r.critical] or [r for r in active if r.threshold is not None]
         unproven = [r for r in gated if not r.within_margin]
         if unproven:
-            reason = ("promotion gate: not enough evidence that "
-                      + ", ".join(r.name for r in unproven)
-                      + " stay within the allowed margin: "
-                      + "; ".join(map(_describe, unproven)))
+            reason = "promotion gate: not enough evidence yet that " + "; ".join(
+                f"{r.name} stays within {r.promotion_margin:g}x of the baseline "
+                f"(canary/baseline {_ratio(r.effect)}{_span(r.interval)})" for r in unproven)
             return Judgement("inconclusive", score, reason, tuple(results))
     nodata = [r for r in active if r.classification == "nodata"]
     span = f", {data_seconds / 60:.0f} min of data" if data_seconds is not None else ""
