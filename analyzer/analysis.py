@@ -184,7 +184,8 @@ class Analyzer:
                                         f"{rfc3339(end)} is longer than {hours:g} h")
 
     def run(self, request: JudgeRequest) -> dict[str, Any]:
-        """The §3 answer. Raises ``RequestError`` (4xx) or ``PrometheusUnavailable`` (503)."""
+        """The §3 answer. Raises ``RequestError`` (4xx), or ``PrometheusUnavailable`` or
+        ``StoreUnavailable`` (503)."""
         began = time.monotonic()
         resolved = self.resolve(request)
         now = self.clock()
@@ -225,16 +226,15 @@ class Analyzer:
         }
         response = jsonable(response)
         if self.store is not None:
-            session, created = self.store.get_or_create_session(
+            # One call: a new session and its first evaluation commit together (no session
+            # without its evaluation after a crash or a lock timeout).
+            _, created = self.store.record(
                 resolved.namespace, resolved.rollout, resolved.key, resolved.config_name,
-                start, now)
+                start, at=now, window_end=window_end, verdict=response["verdict"],
+                score=response["score"], final=resolved.final, response=response,
+                queries=list(window.queries))
             if created and self.telemetry is not None:
                 self.telemetry.session_created(resolved.namespace, resolved.rollout)
-            response["analysis_id"] = session.id
-            self.store.add_evaluation(session.id, at=now, window_end=window_end,
-                                      verdict=response["verdict"], score=response["score"],
-                                      final=resolved.final, response=response,
-                                      queries=list(window.queries))
         if self.telemetry is not None:
             self.telemetry.record(resolved.namespace, resolved.rollout, response)
             self.telemetry.analysis_duration.observe(time.monotonic() - began)

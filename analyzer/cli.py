@@ -24,7 +24,6 @@ from analyzer.replay import (
     load_datasets,
     replay_dataset,
 )
-from analyzer.store import StoreUnavailable
 from analyzer.timeline import format_timeline
 
 # The bundled example canaries of a source checkout (make demo runs from one).
@@ -110,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analyzer.api.app import Settings, create_app
     from analyzer.api.auth import TokenFileError
     from analyzer.config import load_config_dir
+    from analyzer.store import StoreUnavailable
 
     configs = load_config_dir(args.config_dir)  # a bad config dir exits 2 before listening
     settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
@@ -120,6 +120,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)  # a missing or empty --token-file exits 2 before listening
     except TokenFileError as exc:
         raise UsageError(f"--token-file: {exc}") from None
+    except StoreUnavailable as exc:  # cannot open, migrate or write --database: say so, exit 1
+        print(f"canary-analyzer serve: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return EXIT_OK
 
@@ -317,9 +320,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DatasetError, JudgeInputError, UsageError) as exc:
         print(f"canary-analyzer {args.command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except StoreUnavailable as exc:  # serve: the database cannot be opened or written
-        print(f"canary-analyzer {args.command}: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

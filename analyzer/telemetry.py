@@ -16,7 +16,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 VERDICTS = ("pass", "fail", "inconclusive")
 VERDICT_VALUE = {"pass": 1.0, "inconclusive": 0.0, "fail": -1.0}
-ERROR_REASONS = ("prometheus_unavailable", "bad_request", "internal")
+ERROR_REASONS = ("prometheus_unavailable", "store_unavailable", "bad_request", "unauthorized",
+                 "internal")
 
 
 class Telemetry:

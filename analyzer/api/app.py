@@ -24,12 +24,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, WeightSource
+from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.mesh.client import KubeClient
 from analyzer.mesh.rollout import canary_weight_for
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
-from analyzer.store import Store
+from analyzer.store import Store, StoreUnavailable
 from analyzer.telemetry import Telemetry
 
 MAX_BODY = 64 * 1024
@@ -40,7 +41,8 @@ log = logging.getLogger("analyzer.api")
 class Settings:
     """What ``serve`` configures. With ``kubeconfig`` or ``in_cluster`` the service reads the
     canary weight of a request without ``canary_weight`` from the Rollout (its status, else
-    its VirtualService) and checks the traffic split against it."""
+    its VirtualService) and checks the traffic split against it. With ``token_file`` every
+    ``/api/v1/*`` request needs ``Authorization: Bearer <the file's content>``."""
 
     prometheus_url: str = "http://localhost:9090"
     config_dir: str | None = None
@@ -51,6 +53,7 @@ class Settings:
     kubeconfig: str | None = None
     in_cluster: bool = False
     configs: dict[str, CanaryConfig] | None = field(default=None)
+    token_file: str | None = None
 
 
 def _no_constants(name: str) -> Any:
@@ -81,15 +84,20 @@ def _weight_source(settings: Settings) -> WeightSource | None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """A self-contained app: its own store, metrics registry and configs."""
+    """A self-contained app: its own store, metrics registry and configs. A token file that
+    is missing, unreadable or empty raises ``TokenFileError`` here, before anything listens."""
+    token_file = TokenFile(settings.token_file) if settings.token_file else None
     configs = settings.configs if settings.configs is not None else load_config_dir(
         settings.config_dir)
     telemetry = Telemetry()
+    guard = bearer_guard(token_file, lambda: telemetry.error("unauthorized"))
     store = Store(settings.database_url)
 
     def client_factory(on_query: Any = None) -> PrometheusClient:
+        # The timeout is also the budget of all queries of one analysis together, so a slow
+        # Prometheus makes the call a 503 well inside Argo's default 10 s timeoutSeconds.
         return PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout,
-                                on_query=on_query)
+                                budget=settings.prometheus_timeout, on_query=on_query)
 
     analyzer = Analyzer(configs, client_factory, store=store, telemetry=telemetry,
                         step_seconds=settings.step_seconds, max_window=settings.max_window,
@@ -114,9 +122,22 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry.error("bad_request")
         return _error(422, f"{name}: {first.get('msg', 'invalid value')}", name)
 
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        # Locked, read-only or unreachable database: transient for Argo (Error, retried).
+        log.warning("store unavailable: %s", exc.reason)
+        telemetry.error("store_unavailable")
+        return _error(503, f"store unavailable: {exc.reason}")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        # Unmatched paths and methods still name what was wrong, like every other 4xx.
+        field = {404: "path", 405: "method"}.get(exc.status_code, "request")
+        return _error(exc.status_code, str(exc.detail), field)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
@@ -147,7 +168,8 @@ def create_app(settings: Settings) -> FastAPI:
                                        status=str(response.status_code)).inc()
         return response
 
-    @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)")
+    @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)",
+              dependencies=guard)
     async def judge_post(request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is not None and not length.isdigit():
@@ -169,7 +191,8 @@ def create_app(settings: Settings) -> FastAPI:
             return rejected(exc)
         return await run_in_threadpool(judge, parsed)
 
-    @app.get("/api/v1/judge", summary="Judge a canary (query parameters, DESIGN §3)")
+    @app.get("/api/v1/judge", summary="Judge a canary (query parameters, DESIGN §3)",
+             dependencies=guard)
     async def judge_get(request: Request) -> Response:
         try:
             parsed = from_query(list(request.query_params.multi_items()))
@@ -198,12 +221,13 @@ def create_app(settings: Settings) -> FastAPI:
     def metrics() -> Response:
         return Response(telemetry.exposition(), media_type=telemetry.content_type)
 
-    @app.get("/api/v1/analyses", summary="Recent analyses, newest first")
+    @app.get("/api/v1/analyses", summary="Recent analyses, newest first", dependencies=guard)
     def analyses(namespace: str | None = None, rollout: str | None = None,
                  limit: int = Query(50, ge=1, le=500)) -> dict[str, Any]:
         return {"analyses": store.list_analyses(namespace, rollout, limit)}
 
-    @app.get("/api/v1/analyses/{analysis_id}", summary="One analysis with every evaluation")
+    @app.get("/api/v1/analyses/{analysis_id}", summary="One analysis with every evaluation",
+             dependencies=guard)
     def analysis(analysis_id: str) -> JSONResponse:
         found = store.get_analysis(analysis_id)
         if found is None:

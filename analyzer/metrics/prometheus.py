@@ -184,6 +184,14 @@ def _check_answer(response: requests.Response, *args: Any, **kwargs: Any) -> Non
     if body.get("status") != "success":
         raise PrometheusUnavailable(f"status {body.get('status')!r}: {body.get('errorType')}: "
                                     f"{body.get('error')}")
+    warnings = [w for w in body.get("warnings") or [] if not str(w).startswith("PromQL info:")]
+    if warnings:
+        # Query layers in front of Prometheus (Thanos, Cortex, Mimir) answer 200 with some
+        # stores missing and say so only here. A partial answer can drop one side's success
+        # series and look like a regression, so it is refused like any broken answer. Info
+        # annotations (2.45+: "metric might not be a counter") are not about missing data.
+        raise PrometheusUnavailable(f"partial answer, warnings: {'; '.join(map(str, warnings))}"
+                                    [:300])
     data = body.get("data")
     if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(
             data.get("result"), list):
