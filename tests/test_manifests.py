@@ -379,9 +379,18 @@ def policy_violations(obj: Obj) -> list[str]:
 # Argo Rollouts argument resolution, as the controller does it (research §2.7)
 
 
+SECRET_PLACEHOLDER = "<secret {name}/{key}>"
+
+
 def resolve_args(template: Obj, supplied: list[Obj], rollout: Obj) -> dict[str, str]:
-    """Template defaults overridden by the Rollout's args; fieldRef metadata.* from the Rollout."""
-    values: dict[str, str | None] = {a["name"]: a.get("value") for a in template["spec"]["args"]}
+    """Template defaults overridden by the Rollout's args; fieldRef metadata.* from the Rollout;
+    a template arg from ``valueFrom.secretKeyRef`` (read by the controller from a Secret in the
+    run's namespace) resolves to a placeholder naming the Secret and key."""
+    values: dict[str, str | None] = {}
+    for arg in template["spec"]["args"]:
+        ref = arg.get("valueFrom", {}).get("secretKeyRef")
+        values[arg["name"]] = (SECRET_PLACEHOLDER.format(**ref) if ref is not None
+                               else arg.get("value"))
     for arg in supplied:
         assert arg["name"] in values, (
             f"Rollout passes arg {arg['name']!r} that AnalysisTemplate "
@@ -871,6 +880,47 @@ def test_example_analysis_args_resolve_to_a_judge_request(name: str) -> None:
         assert any("setWeight" in s and s["setWeight"] > 0 for s in steps[:start]), (
             "background analysis must start after the canary gets traffic")
         assert "final" not in bodies[0]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_analysis_sends_the_bearer_token_from_a_secret(name: str) -> None:
+    """The prod overlay guards /api/v1/* with a token; the templates send it from a Secret."""
+    objs = build(name)
+    rollout = one(objs, "Rollout", "checkout")
+    for _, analysis in analysis_refs(rollout):
+        (ref,) = analysis["templates"]
+        template = one(objs, "AnalysisTemplate", ref["templateName"])
+        (token_arg,) = [a for a in template["spec"]["args"] if a["name"] == "analyzer-token"]
+        assert token_arg == {"name": "analyzer-token", "valueFrom": {"secretKeyRef": {
+            "name": "canary-analyzer-token", "key": "token"}}}
+        assert not any(a["name"] == "analyzer-token" for a in analysis.get("args", [])), (
+            "the token must not pass through the Rollout")
+        args = resolve_args(template, analysis.get("args", []), rollout)
+        for metric in template["spec"]["metrics"]:
+            web = substitute(metric, args)["provider"]["web"]
+            assert web["headers"] == [{"key": "Authorization", "value": "Bearer " + (
+                SECRET_PLACEHOLDER.format(name="canary-analyzer-token", key="token"))}]
+
+
+@needs_kubectl
+def test_prod_requires_the_token_and_dev_does_not() -> None:
+    _, deployment, container = analyzer_objects("prod")
+    token_args = [a for a in container["args"] if a.startswith("--token-file")]
+    assert token_args == ["--token-file=/var/run/secrets/canary-analyzer/token"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mount = next(m for m in container["volumeMounts"]
+                 if m["mountPath"] == "/var/run/secrets/canary-analyzer")
+    assert mount["readOnly"] is True
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "canary-analyzer-token"
+    assert not secret.get("optional"), "prod must not start without its token"
+    assert secret["items"] == [{"key": "token", "path": "token"}]
+    assert secret["defaultMode"] & 0o007 == 0, "the token must not be world-readable"
+
+    _, dev_deployment, dev_container = analyzer_objects("dev")
+    assert not any(a.startswith("--token-file") for a in dev_container["args"])
+    assert not any("secret" in v for v in dev_deployment["spec"]["template"]["spec"]["volumes"])
 
 
 def test_argo_substitution_helper_escapes_and_rejects_unknown_args() -> None:

@@ -18,11 +18,20 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the source and the key."""
 
 
+def _key(part: str | int) -> str:
+    """A path part as written, quoted when it would make the path ambiguous: an unknown key
+    may hold a newline (breaking one line per problem), a dot or a colon, or be empty."""
+    text = str(part)
+    if text and text.isprintable() and not any(c in text for c in ".: "):
+        return text
+    return repr(text)
+
+
 def format_validation_error(source: str, error: ValidationError) -> str:
     """One line per problem, each naming the key path, so users can fix the file at once."""
     lines = []
     for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        path = ".".join(_key(part) for part in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
             lines.append(f"{source}: {path}: unknown key")
         else:

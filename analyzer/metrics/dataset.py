@@ -21,6 +21,8 @@ from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, Ra
 FORMAT = "canary-dataset/v1"
 MAX_INTERVALS = 100_000
 MAX_BUCKETS = 200
+MAX_COUNT = 2**53
+"""Largest count accepted: every count is exact as a float, and sums stay far from int64."""
 _TOP_KEYS = {"format", "name", "interval_seconds", "start", "timestamps", "canary_weight",
              "metrics", "labels", "expected"}
 
@@ -49,12 +51,22 @@ class Dataset:
                        metrics={k: v.head(n) for k, v in self.metrics.items()})
 
 
+def _as_float(value: int | float) -> float:
+    """``float(value)``; a JSON integer beyond the float range (Python parses it exactly) is
+    infinite here, so the callers' finiteness checks refuse it with a message naming the field
+    instead of an ``OverflowError`` escaping."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def parse_time(value: Any, where: str) -> datetime:
     """RFC 3339 text or unix seconds, always returned timezone-aware in UTC."""
     if isinstance(value, bool):
         raise DatasetError(f"{where}: expected RFC 3339 time or unix seconds")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or not 0 <= value < 1e11:
+        if not math.isfinite(_as_float(value)) or not 0 <= value < 1e11:
             raise DatasetError(f"{where}: unix seconds out of range")
         return datetime.fromtimestamp(value, tz=UTC)
     if isinstance(value, str):
@@ -84,8 +96,11 @@ class _Reader:
         for i, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, int | float):
                 raise self.fail(f"{path}[{i}]", "must be a non-negative integer")
-            if not math.isfinite(item) or item < 0 or item != int(item):
+            number = _as_float(item)
+            if not math.isfinite(number) or number < 0 or number != int(number):
                 raise self.fail(f"{path}[{i}]", "must be a non-negative integer")
+            if number > MAX_COUNT:
+                raise self.fail(f"{path}[{i}]", f"larger than {MAX_COUNT}")
         return np.asarray(value, dtype=np.int64) if value else np.zeros(0, dtype=np.int64)
 
     def numbers(self, value: Any, path: str, length: int) -> np.ndarray:
@@ -100,7 +115,7 @@ class _Reader:
             elif isinstance(item, bool) or not isinstance(item, int | float):
                 raise self.fail(f"{path}[{i}]", "must be a number or null")
             else:
-                out[i] = float(item)
+                out[i] = _as_float(item)
         return out
 
     def side(self, data: Any, path: str) -> dict[str, Any]:
@@ -136,10 +151,10 @@ class _Reader:
             if bound == "+Inf":
                 le.append(math.inf)
             elif isinstance(bound, bool) or not isinstance(bound, int | float) or not (
-                    math.isfinite(bound)):
+                    math.isfinite(_as_float(bound))):
                 raise self.fail(f"{path}.le[{i}]", "must be a finite number or \"+Inf\"")
             else:
-                le.append(float(bound))
+                le.append(_as_float(bound))
         if le[-1] != math.inf:
             raise self.fail(f"{path}.le", "must end with \"+Inf\"")
         if any(b <= a for a, b in itertools.pairwise(le)):
@@ -180,7 +195,7 @@ class _Reader:
             raise self.fail("name", "must be a non-empty string")
         step = data.get("interval_seconds")
         if isinstance(step, bool) or not isinstance(step, int | float) or not (
-                math.isfinite(step) and step > 0):
+                math.isfinite(_as_float(step)) and step > 0):
             raise self.fail("interval_seconds", "must be a positive number")
         start = parse_time(data.get("start"), f"{self.source}: start")
         raw_ts = data.get("timestamps")
@@ -212,7 +227,7 @@ class _Reader:
             allowed = {"ratio": {"type", "canary", "baseline"},
                        "histogram": {"type", "unit", "le", "canary", "baseline"},
                        "gauge": {"type", "canary", "baseline"}}
-            if kind not in allowed:
+            if not isinstance(kind, str) or kind not in allowed:  # a list is unhashable
                 raise self.fail(f"{path}.type", "must be 'ratio', 'histogram' or 'gauge'")
             extra = set(body) - allowed[kind]
             if extra:
