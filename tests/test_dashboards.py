@@ -28,6 +28,7 @@ import pytest
 import yaml
 from promfixture import create_blocks, free_port, istio_series, tools_missing, traffic_from_dataset
 
+from analyzer.config import default_config
 from analyzer.metrics.dataset import read_dataset
 from analyzer.preview import add_preview_parser, load_detail, render
 
@@ -431,9 +432,10 @@ def test_dashboard_gauges_have_values(stack: Stack) -> None:
     allowed = _samples(text, "canary_analyzer_metric_allowed_effect")
     thresholds = _samples(text, "canary_analyzer_metric_e_value_threshold")
     assert allowed and set(allowed) == set(thresholds)
-    assert all(value > 1.0 for value in allowed.values())  # both default metrics: increases
     assert list(thresholds.values()) == pytest.approx([200.0] * len(thresholds))
-    assert sorted(allowed.values()) == pytest.approx([1.1, 1.2])
+    # Both default metrics judge increases: the exported margin is their allowed_increase.
+    expected = sorted(m.allowed_increase for m in default_config().metrics)
+    assert sorted(allowed.values()) == pytest.approx(expected)
     calls = _samples(text, "canary_analyzer_http_requests_total")
     judged = {labels: n for labels, n in calls.items() if 'route="/api/v1/judge"' in labels}
     assert sum(judged.values()) == 2 and all('status="200"' in k for k in judged)
