@@ -7,8 +7,11 @@ is born at 1, so without this the first ``fail`` of a rollout would go unnoticed
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -16,8 +19,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 VERDICTS = ("pass", "fail", "inconclusive")
 VERDICT_VALUE = {"pass": 1.0, "inconclusive": 0.0, "fail": -1.0}
+MAX_ROLLOUTS = 1000
+"""Rollouts whose series /metrics keeps (about 10 KiB of memory and 2 KiB of exposition each)."""
 ERROR_REASONS = ("prometheus_unavailable", "store_unavailable", "bad_request", "unauthorized",
                  "internal")
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # a series that was never set
+        metric.remove(*labels)
 
 
 class Telemetry:
@@ -25,7 +35,11 @@ class Telemetry:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, max_rollouts: int = MAX_ROLLOUTS) -> None:
+        self.max_rollouts = max_rollouts
+        # (namespace, rollout) → metric names with series, least recently judged first.
+        self._rollouts: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
+        self._lock = threading.Lock()
         self.registry = CollectorRegistry()
         r = self.registry
         self.verdicts = Counter("canary_analyzer_verdicts", "Verdicts given",
@@ -75,6 +89,7 @@ class Telemetry:
 
     def declare(self, namespace: str, rollout: str) -> None:
         """Makes the verdict counters of a rollout exist at 0 (see the module docstring)."""
+        self._touch(namespace, rollout, ())
         for verdict in VERDICTS:
             self.verdicts.labels(namespace=namespace, rollout=rollout, verdict=verdict)
 
@@ -97,6 +112,7 @@ class Telemetry:
             value = traffic.get(key)
             if isinstance(value, int | float) and math.isfinite(value):
                 gauge.labels(namespace=namespace, rollout=rollout).set(value)
+        self._touch(namespace, rollout, [m["name"] for m in response.get("metrics", [])])
         for metric in response.get("metrics", []):
             labels = {"namespace": namespace, "rollout": rollout, "metric": metric["name"]}
             for gauge, key in ((self.metric_effect, "effect"), (self.metric_e_value, "e_value"),
@@ -105,6 +121,28 @@ class Telemetry:
                 value = metric.get(key)
                 if isinstance(value, int | float) and math.isfinite(value):
                     gauge.labels(**labels).set(value)
+
+    def _touch(self, namespace: str, rollout: str, metrics: Iterable[str]) -> None:
+        """Marks a rollout as just judged, and forgets the least recently judged ones beyond
+        ``max_rollouts``: every rollout name adds ~20 series, and a long-lived service sees
+        thousands of rollouts. Prometheus keeps their history; only /metrics forgets them."""
+        with self._lock:
+            key = (namespace, rollout)
+            self._rollouts.setdefault(key, set()).update(metrics)
+            self._rollouts.move_to_end(key)
+            while len(self._rollouts) > self.max_rollouts:
+                (old_ns, old_rollout), names = self._rollouts.popitem(last=False)
+                self._forget(old_ns, old_rollout, names)
+
+    def _forget(self, namespace: str, rollout: str, metrics: set[str]) -> None:
+        for verdict in VERDICTS:
+            _remove(self.verdicts, namespace, rollout, verdict)
+        for gauge in (self.last_verdict, self.score, self.canary_weight, self.observed_share):
+            _remove(gauge, namespace, rollout)
+        for name in metrics:
+            for gauge in (self.metric_effect, self.metric_e_value, self.metric_allowed,
+                          self.metric_threshold):
+                _remove(gauge, namespace, rollout, name)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
