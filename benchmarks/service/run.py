@@ -21,6 +21,7 @@ price the raw PromQL. Everything started is stopped in a ``finally``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -310,6 +311,38 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Stack:
+    prometheus: PrometheusServer
+    service: AnalyzerService
+    series: list[Series]
+    backfill_seconds: float
+
+
+@contextlib.contextmanager
+def running_stack(canaries: list[Canary], workdir: Path) -> Iterator[Stack]:
+    """The canaries backfilled into a Prometheus and a ``serve`` child on loopback; both are
+    stopped when the block ends, whatever happens in it."""
+    processes: list[Any] = []
+    try:
+        began = time.perf_counter()
+        series = series_of(canaries)
+        blocks = create_blocks(series, workdir / "backfill")
+        backfill = time.perf_counter() - began
+        prometheus = PrometheusServer(workdir / "prometheus", blocks)
+        processes.append(prometheus)
+        prometheus.start()
+        service = AnalyzerService(prometheus.url, workdir)
+        processes.append(service)
+        service.start(timeout=30.0)
+        print(f"prometheus {prometheus.url} (pid {prometheus.pid}), service {service.url} "
+              f"(pid {service.pid}); backfill {backfill:.1f} s", flush=True)
+        yield Stack(prometheus, service, series, backfill)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=10_000, help="judge calls in all phases")
@@ -329,44 +362,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     budgets = [max(1, round(args.calls * s / sum(shares))) for s in shares]
 
     canaries = corpus(args.canaries, args.seed)
-    with tempfile.TemporaryDirectory(prefix="canary-analyzer-bench-") as tmp:
-        workdir = Path(tmp)
-        processes: list[Any] = []
-        try:
-            began = time.perf_counter()
-            series = series_of(canaries)
-            blocks = create_blocks(series, workdir / "backfill")
-            backfill = time.perf_counter() - began
-            prometheus = PrometheusServer(workdir / "prometheus", blocks)
-            processes.append(prometheus)
-            prometheus.start()
-            service = AnalyzerService(prometheus.url, workdir)
-            processes.append(service)
-            service.start(timeout=30.0)
-            assert service.pid is not None
-            print(f"prometheus {prometheus.url} (pid {prometheus.pid}), service {service.url} "
-                  f"(pid {service.pid}); backfill {backfill:.1f} s", flush=True)
-            rss_ready = rss_mb(service.pid)
-            phases, total, first_rollout = [], 0, 0
-            for level, budget in zip(levels, budgets, strict=True):
-                result = phase(service.url, service.pid, canaries, level, budget, first_rollout)
-                first_rollout += 100_000
-                total += result["calls"]
-                result["calls_total_after"] = total
-                phases.append(result)
-                print(f"  N={level}: {result['calls']} calls, "
-                      f"{result['calls_per_second']:.1f}/s, p50 "
-                      f"{_ms(result['latency']['p50_ms'])} ms", flush=True)
-            raw = [raw_promql(prometheus.url, canaries, args.raw, level, args.seed)
-                   for level in levels]
-        finally:
-            for process in reversed(processes):
-                process.stop()
+    with tempfile.TemporaryDirectory(prefix="canary-analyzer-bench-") as tmp, \
+            running_stack(canaries, Path(tmp)) as stack:
+        service = stack.service
+        assert service.pid is not None
+        rss_ready = rss_mb(service.pid)
+        phases, total, first_rollout = [], 0, 0
+        for level, budget in zip(levels, budgets, strict=True):
+            result = phase(service.url, service.pid, canaries, level, budget, first_rollout)
+            first_rollout += 100_000
+            total += result["calls"]
+            result["calls_total_after"] = total
+            phases.append(result)
+            print(f"  N={level}: {result['calls']} calls, "
+                  f"{result['calls_per_second']:.1f}/s, p50 "
+                  f"{_ms(result['latency']['p50_ms'])} ms", flush=True)
+        raw = [raw_promql(stack.prometheus.url, canaries, args.raw, level, args.seed)
+               for level in levels]
     result = {
         "benchmark": "service", "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "setup": {"canaries": len(canaries), "series": len(series),
-                  "samples": sum(len(s.samples) for s in series),
-                  "backfill_seconds": backfill, "service_pid": service.pid,
+        "setup": {"canaries": len(canaries), "series": len(stack.series),
+                  "samples": sum(len(s.samples) for s in stack.series),
+                  "backfill_seconds": stack.backfill_seconds, "service_pid": service.pid,
                   "cpus": os.cpu_count(), "python": platform.python_version(),
                   "calls_requested": args.calls, "seed": args.seed},
         "phases": phases,

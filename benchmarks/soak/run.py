@@ -49,8 +49,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from analyzer.demo import AnalyzerService
-from analyzer.metrics.openmetrics import START, PrometheusServer, create_blocks, tools_missing
+from analyzer.metrics.openmetrics import START, tools_missing
 
 
 def _load_service_benchmark() -> Any:
@@ -359,25 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples: list[dict[str, Any]] = []
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    with tempfile.TemporaryDirectory(prefix="canary-analyzer-soak-") as tmp:
-        workdir = Path(tmp)
-        processes: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="canary-analyzer-soak-") as tmp, \
+            bench.running_stack(canaries, Path(tmp)) as stack:
+        service = stack.service
+        pid = service.pid
+        assert pid is not None
+        print(f"load for {args.minutes:g} min", flush=True)
         try:
-            began = time.perf_counter()
-            series = bench.series_of(canaries)
-            blocks = create_blocks(series, workdir / "backfill")
-            backfill = time.perf_counter() - began
-            prometheus = PrometheusServer(workdir / "prometheus", blocks)
-            processes.append(prometheus)
-            prometheus.start()
-            service = AnalyzerService(prometheus.url, workdir)
-            processes.append(service)
-            service.start(timeout=30.0)
-            pid = service.pid
-            assert pid is not None
-            print(f"prometheus {prometheus.url} (pid {prometheus.pid}), service {service.url} "
-                  f"(pid {pid}); backfill {backfill:.1f} s; load for {args.minutes:g} min",
-                  flush=True)
             load_began = time.monotonic()
             deadline = load_began + load_seconds
             samples.append(take_sample(service.url, pid, tally, load_began))
@@ -411,8 +398,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tally.errors.append("the service process exited during the soak")
         finally:
             stop.set()
-            for process in reversed(processes):
-                process.stop()
     summary = summarize(tally, samples, wall, load_seconds, args.max_slope)
     if any("exited" in e for e in tally.errors):
         summary["failures"].append("the service process exited")
@@ -421,8 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "soak", "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "setup": {"minutes": args.minutes, "rollouts": args.rollouts,
                   "interval_seconds": args.interval, "names": args.names,
-                  "canaries": len(canaries), "series": len(series),
-                  "backfill_seconds": backfill, "service_pid": pid,
+                  "canaries": len(canaries), "series": len(stack.series),
+                  "backfill_seconds": stack.backfill_seconds, "service_pid": pid,
                   "sample_seconds": args.sample, "argo_timeout_seconds": ARGO_TIMEOUT,
                   "cpus": os.cpu_count(), "python": platform.python_version(),
                   "seed": args.seed},
