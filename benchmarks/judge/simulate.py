@@ -385,8 +385,13 @@ def build_corpus(seed: int, n_good: int, n_bad: int) -> list[Simulated]:
 
 
 def examples() -> dict[str, Simulated]:
-    """The three datasets ``make demo`` replays: 20 req/s, 1% baseline errors, 5→25→50%."""
-    scenarios = {"healthy": healthy(traffic=20.0, p0=0.01),
+    """The three datasets ``make demo`` replays: 1% baseline errors on a 5→25→50% ramp.
+
+    The healthy canary has 200 req/s so that by the promotion gate it has enough errors to
+    show it stays within 1.25× (at 20 req/s the gate would honestly answer inconclusive);
+    the regressions have 20 req/s, where failing them takes a few minutes.
+    """
+    scenarios = {"healthy": healthy(traffic=200.0, p0=0.01),
                  "error-regression": error_regression(traffic=20.0, p0=0.01, ratio=4.0),
                  "latency-regression": latency_regression(traffic=20.0, p0=0.01, factor=1.5)}
     return {name: simulate(scenario, np.random.default_rng([2026, i]), name)
