@@ -217,12 +217,18 @@ def _string_map(where: str, data: Any, problems: list[str]) -> None:
         problems.append(f"{where}: must map strings to strings")
 
 
-def servicemonitor_problems(obj: Obj) -> list[str]:
+def _monitoring_root_problems(obj: Obj) -> list[str]:
+    """What every prometheus-operator object needs at its top level."""
     problems: list[str] = []
     if obj.get("apiVersion") != "monitoring.coreos.com/v1":
         problems.append(f"apiVersion {obj.get('apiVersion')!r} is not monitoring.coreos.com/v1")
     _check_keys("(root)", obj, {"apiVersion", "kind", "metadata", "spec"},
                 {"apiVersion", "kind", "metadata", "spec"}, problems)
+    return problems
+
+
+def servicemonitor_problems(obj: Obj) -> list[str]:
+    problems = _monitoring_root_problems(obj)
     spec = obj.get("spec", {})
     _check_keys("spec", spec, {"selector", "endpoints", "namespaceSelector", "jobLabel",
                                "targetLabels", "podTargetLabels", "sampleLimit"},
@@ -279,11 +285,7 @@ def rule_groups_problems(groups: Any, where: str) -> list[str]:
 
 
 def prometheusrule_problems(obj: Obj) -> list[str]:
-    problems: list[str] = []
-    if obj.get("apiVersion") != "monitoring.coreos.com/v1":
-        problems.append(f"apiVersion {obj.get('apiVersion')!r} is not monitoring.coreos.com/v1")
-    _check_keys("(root)", obj, {"apiVersion", "kind", "metadata", "spec"},
-                {"apiVersion", "kind", "metadata", "spec"}, problems)
+    problems = _monitoring_root_problems(obj)
     _check_keys("spec", obj.get("spec", {}), {"groups"}, {"groups"}, problems)
     return problems + rule_groups_problems(obj.get("spec", {}).get("groups"), "spec.groups")
 

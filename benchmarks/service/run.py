@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,6 +163,17 @@ def rollouts(url: str, canaries: list[Canary], budget: Budget, latencies: list[f
         session.close()
 
 
+def run_threads(count: int, target: Callable[..., None], args: tuple = ()) -> float:
+    """Runs ``count`` threads of ``target`` to completion; the wall time in seconds."""
+    threads = [threading.Thread(target=target, args=args, daemon=True) for _ in range(count)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
+
+
 def phase(url: str, pid: int, canaries: list[Canary], concurrency: int, calls: int,
           first_rollout: int) -> dict[str, Any]:
     latencies: list[float] = []
@@ -171,15 +182,8 @@ def phase(url: str, pid: int, canaries: list[Canary], concurrency: int, calls: i
     lock = threading.Lock()
     budget = Budget(calls, first_rollout)
     before = histogram_totals(url)
-    threads = [threading.Thread(target=rollouts, daemon=True,
-                                args=(url, canaries, budget, latencies, statuses, verdicts, lock))
-               for _ in range(concurrency)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - began
+    wall = run_threads(concurrency, rollouts,
+                       (url, canaries, budget, latencies, statuses, verdicts, lock))
     after = histogram_totals(url)
 
     def delta(key: str) -> float:
@@ -240,13 +244,7 @@ def raw_promql(prometheus_url: str, canaries: list[Canary], windows: int, concur
                 times.append(elapsed)
                 queries.append(len(client.queries))
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(concurrency)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - began
+    wall = run_threads(concurrency, work)
     return {"concurrency": concurrency, "windows": len(times), "wall_seconds": wall,
             "windows_per_second": len(times) / wall if wall > 0 else None,
             "queries_per_window": float(np.mean(queries)) if queries else None,
