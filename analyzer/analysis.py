@@ -1,10 +1,17 @@
-"""One analysis: request → config, window, Prometheus, judge → the DESIGN §3 answer.
+"""One analysis: request → config, session, window, Prometheus, judge → the DESIGN §3 answer.
 
 The API and the ``judge`` command both call ``Analyzer.run``, so a one-shot CLI answer and a
 service answer for the same request are the same JSON. Everything that can make a request
-hopeless (bad labels, unknown config, a too-long window) is checked before Prometheus is asked
-or anything is stored: such a request gets a 4xx naming the field and leaves no trace.
-A session is stored only after the analysis succeeded, so a 503 leaves no trace either.
+hopeless (bad labels, unknown config, inline PromQL the server does not allow) is checked
+before Prometheus is asked or anything is stored: such a request gets a 4xx naming the field
+and leaves no trace. A session is stored only after the analysis succeeded, so a 503 leaves no
+trace either.
+
+A session is one canary revision of one rollout (the request's ``canary_revision``, else the
+Rollout's current pod-template-hash when Kubernetes is configured), so a second release never
+inherits the first one's window. Every call asks Prometheus, however short its window, so an
+unreachable Prometheus is always a 503; a session's age is never an error (the most recent
+``max_window`` is judged, and the answer says so).
 """
 
 from __future__ import annotations
@@ -24,24 +31,28 @@ from analyzer.config import CanaryConfig, ConfigError, parse_config
 from analyzer.judge.evaluate import JudgeInputError, judge
 from analyzer.judge.series import RatioSeries
 from analyzer.judge.traffic import TrafficCheck
+from analyzer.mesh.facts import RolloutFacts
 from analyzer.metrics.dataset import DatasetError, parse_time
-from analyzer.metrics.istio import SideSelectors, WindowData, fetch_window
+from analyzer.metrics.diagnosis import diagnose
+from analyzer.metrics.istio import SERVICE_LABEL, SideSelectors, WindowData, fetch_window
 from analyzer.metrics.prometheus import PrometheusClient
 from analyzer.metrics.promql import Selector
 from analyzer.request import JudgeRequest, RequestError
-from analyzer.store import Store, selector_key
+from analyzer.store import SessionKey, Store, selector_key
 from analyzer.telemetry import Telemetry
 
 DEFAULT_STEP = 30.0
 DEFAULT_MAX_WINDOW = timedelta(hours=24)
-SERVICE_LABEL = "destination_service_name"
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _UNSAFE_VALUE = re.compile(r'["\\{}`\x00-\x1f\x7f]')
 """Never in a real Istio label value; refused up front (the PromQL is escaped anyway)."""
 
 ClientFactory = Callable[[Callable[[float], None] | None], PrometheusClient]
-WeightSource = Callable[[str, str], float | None]
-"""(namespace, rollout) → the canary weight in percent now, e.g. read from Kubernetes."""
+RolloutSource = Callable[[str, str], RolloutFacts]
+"""(namespace, rollout) → the canary weight and revision now, e.g. read from Kubernetes."""
+NO_REVISION_NOTE = ("revisions are not told apart: pass canary_revision (Argo: valueFrom "
+                    "podTemplateHashValue: Latest) or configure Kubernetes, or a later release "
+                    "continues this analysis")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -79,9 +90,10 @@ class Resolved:
     end: datetime
     final: bool
     canary_weight: float | None
+    canary_revision: str | None
 
     @property
-    def key(self) -> str:
+    def selectors(self) -> str:
         return selector_key(self.sides.canary, self.sides.baseline, self.sides.reporter)
 
 
@@ -125,7 +137,9 @@ class Analyzer:
 
     ``client_factory(on_query)`` makes a Prometheus client per analysis (clients record their
     queries, so sharing one between threads would mix requests); ``store`` and ``telemetry``
-    are optional (the CLI has neither); ``clock`` is injectable for tests.
+    are optional (the CLI has neither); ``clock`` is injectable for tests; ``rollout_facts``
+    reads a Rollout's weight and canary revision (Kubernetes); ``allow_inline_promql`` lets a
+    request's inline config run its own PromQL (off: a caller could read any series).
     """
 
     def __init__(self, configs: Mapping[str, CanaryConfig], client_factory: ClientFactory, *,
@@ -133,7 +147,8 @@ class Analyzer:
                  step_seconds: float = DEFAULT_STEP,
                  max_window: timedelta = DEFAULT_MAX_WINDOW,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 weight_source: WeightSource | None = None) -> None:
+                 rollout_facts: RolloutSource | None = None,
+                 allow_inline_promql: bool = False) -> None:
         self.configs = dict(configs)
         self.client_factory = client_factory
         self.store = store
@@ -141,7 +156,8 @@ class Analyzer:
         self.step_seconds = step_seconds
         self.max_window = max_window
         self.clock = clock
-        self.weight_source = weight_source
+        self.rollout_facts = rollout_facts
+        self.allow_inline_promql = allow_inline_promql
 
     def resolve(self, request: JudgeRequest) -> Resolved:
         """Every check that needs neither Prometheus nor the store; ``RequestError`` if bad."""
@@ -166,22 +182,44 @@ class Analyzer:
                 config = parse_config(request.config, "config")
             except ConfigError as exc:
                 raise RequestError("config", str(exc)) from None
+            self._check_inline(config)
             name = f"inline:{config.name}"
         start = _time(request.start, "start")
         end = _time(request.end, "end") or self.clock()
-        if start is not None:
-            self._check_window(start, end, explicit=True)
-        return Resolved(request.namespace, request.rollout, sides, config, name, start, end,
-                        request.final, request.canary_weight)
-
-    def _check_window(self, start: datetime, end: datetime, *, explicit: bool) -> None:
-        if explicit and end < start:
+        if start is not None and end < start:
             raise RequestError("end", f"end {rfc3339(end)} is before start {rfc3339(start)}")
-        if end - start > self.max_window:
-            hours = self.max_window.total_seconds() / 3600
-            how = "" if explicit else " (the session's start; pass a later start)"
-            raise RequestError("start", f"window from start {rfc3339(start)}{how} to end "
-                                        f"{rfc3339(end)} is longer than {hours:g} h")
+        return Resolved(request.namespace, request.rollout, sides, config, name, start, end,
+                        request.final, request.canary_weight, request.canary_revision)
+
+    def _check_inline(self, config: CanaryConfig) -> None:
+        """An inline config may read the built-in Istio metrics only, unless the server
+        allows inline PromQL: a config in a request is written by whoever can call the API,
+        and its PromQL could read any series in Prometheus."""
+        if self.allow_inline_promql:
+            return
+        for index, metric in enumerate(config.metrics):
+            if metric.kind == "promql":
+                raise RequestError(f"config.metrics.{index}",
+                                   f"config.metrics.{index} ({metric.name}): an inline config "
+                                   f"may use the built-in Istio metrics only (kind "
+                                   f"istio-error-rate or istio-latency); put PromQL metrics "
+                                   f"in a server config, or start serve with "
+                                   f"--allow-inline-promql")
+
+    def _bounded(self, start: datetime, end: datetime) -> tuple[datetime, str | None]:
+        """The window actually judged: all of it, or its most recent ``max_window`` (on the
+        session's interval grid) with a note. Bounding the work keeps a long background
+        analysis answered; refusing it would make Argo abort every later rollout."""
+        if end - start <= self.max_window:
+            return start, None
+        skipped = (end - self.max_window - start).total_seconds()
+        steps = math.ceil(skipped / self.step_seconds - 1e-9)
+        bounded = start + timedelta(seconds=steps * self.step_seconds)
+        hours = self.max_window.total_seconds() / 3600
+        note = (f"judging the most recent {hours:g} h of this "
+                f"{(end - start).total_seconds() / 3600:.1f} h analysis (from "
+                f"{rfc3339(bounded)})")
+        return bounded, note
 
     def run(self, request: JudgeRequest) -> dict[str, Any]:
         """The §3 answer. Raises ``RequestError`` (4xx), or ``PrometheusUnavailable`` or
@@ -189,23 +227,31 @@ class Analyzer:
         began = time.monotonic()
         resolved = self.resolve(request)
         now = self.clock()
+        facts = self._facts(resolved)
+        revision, revision_source = _revision(resolved, facts)
+        notes = [] if revision else [NO_REVISION_NOTE]
+        key = SessionKey(resolved.namespace, resolved.rollout, resolved.selectors,
+                         revision or "")
         start = resolved.start
         if start is None:
-            found = None if self.store is None else self.store.find_session(
-                resolved.namespace, resolved.rollout, resolved.key)
+            found = None if self.store is None else self.store.find_session(key)
             start = found.start if found is not None else min(now, resolved.end)
-            self._check_window(start, resolved.end, explicit=False)
-        window_end = max(start, resolved.end)
-        window = self._fetch(resolved, start, window_end)
+            if resolved.end < start:
+                raise RequestError("end", f"end {rfc3339(resolved.end)} is before this "
+                                          f"session's start {rfc3339(start)}; pass start too")
+        window_start, bounded = self._bounded(start, resolved.end)
+        if bounded is not None:
+            notes.append(bounded)
+        window, diagnoses = self._fetch(resolved, window_start, resolved.end)
         data_seconds = float(len(window.timestamps)) * self.step_seconds
         weight = resolved.canary_weight
-        if weight is None and self.weight_source is not None:
-            weight = self.weight_source(resolved.namespace, resolved.rollout)
+        if weight is None and facts is not None:
+            weight = facts.canary_weight
         weights = None if weight is None else np.full(len(window.timestamps), float(weight))
         try:
             judgement = judge(window.series, resolved.config, final=resolved.final,
                               data_seconds=data_seconds, weights=weights,
-                              recent_weights_only=True)
+                              recent_weights_only=True, diagnoses=diagnoses)
         except JudgeInputError as exc:
             raise RequestError("config", str(exc)) from None
         metrics = []
@@ -214,43 +260,69 @@ class Analyzer:
             queries = window.metric_queries.get(result.name, [])
             entry["query"] = "\n".join(queries)
             entry["queries"] = list(queries)
+            entry["diagnosis"] = diagnoses.get(result.name)
             metrics.append(entry)
+        reason = judgement.reason if bounded is None else f"{judgement.reason} ({bounded})"
         response: dict[str, Any] = {
             "verdict": judgement.verdict,
             "score": float(judgement.score) if math.isfinite(judgement.score) else 0.0,
-            "reason": judgement.reason,
+            "reason": reason,
             "analysis_id": None,
-            "window": {"start": rfc3339(start), "end": rfc3339(window_end)},
+            "window": {"start": rfc3339(window_start), "end": rfc3339(resolved.end)},
+            "session": {"start": rfc3339(start), "revision": revision,
+                        "revision_source": revision_source},
             "traffic": _traffic(judgement.traffic, weight, resolved.config, window),
             "metrics": metrics,
+            "notes": notes,
         }
         response = jsonable(response)
         if self.store is not None:
-            # One call: a new session and its first evaluation commit together (no session
-            # without its evaluation after a crash or a lock timeout).
-            _, created = self.store.record(
-                resolved.namespace, resolved.rollout, resolved.key, resolved.config_name,
-                start, at=now, window_end=window_end, verdict=response["verdict"],
-                score=response["score"], final=resolved.final, response=response,
-                queries=list(window.queries))
-            if created and self.telemetry is not None:
+            # One call: a new session, the closing of earlier revisions' sessions and the
+            # first evaluation commit together (no session without its evaluation).
+            recorded = self.store.record(
+                key, resolved.config_name, start, at=now, window_end=resolved.end,
+                verdict=response["verdict"], score=response["score"], final=resolved.final,
+                response=response, queries=list(window.queries))
+            response["analysis_id"] = recorded.session.id
+            if recorded.created and self.telemetry is not None:
                 self.telemetry.session_created(resolved.namespace, resolved.rollout)
         if self.telemetry is not None:
             self.telemetry.record(resolved.namespace, resolved.rollout, response)
             self.telemetry.analysis_duration.observe(time.monotonic() - began)
         return response
 
-    def _fetch(self, resolved: Resolved, start: datetime, end: datetime) -> WindowData:
+    def _facts(self, resolved: Resolved) -> RolloutFacts | None:
+        """Kubernetes is asked only for what the request did not say."""
+        if self.rollout_facts is None or (resolved.canary_weight is not None
+                                          and resolved.canary_revision is not None):
+            return None
+        return self.rollout_facts(resolved.namespace, resolved.rollout)
+
+    def _fetch(self, resolved: Resolved, start: datetime, end: datetime
+               ) -> tuple[WindowData, dict[str, str]]:
+        """The window's data, and for metrics with an empty side, why it is empty."""
         on_query = None if self.telemetry is None else self.telemetry.observe_query
         client = self.client_factory(on_query)
+        metrics = resolved.config.metrics
         try:
-            return fetch_window(client, resolved.config.metrics, resolved.sides, start, end,
-                                self.step_seconds)
-        except ValueError as exc:
-            # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
-            raise RequestError("config", str(exc)) from None
+            try:
+                window = fetch_window(client, metrics, resolved.sides, start, end,
+                                      self.step_seconds)
+            except ValueError as exc:
+                # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
+                raise RequestError("config", str(exc)) from None
+            return window, diagnose(client, metrics, resolved.sides, window, end)
         finally:
             client.close()
+
+
+def _revision(resolved: Resolved, facts: RolloutFacts | None) -> tuple[str | None, str | None]:
+    """The canary revision that keys the session, and where it came from."""
+    if resolved.canary_revision is not None:
+        return resolved.canary_revision, "request"
+    if facts is not None and facts.canary_revision:
+        return facts.canary_revision, "rollout"
+    return None, None
 
 
 def _traffic(check: TrafficCheck | None, weight: float | None, config: CanaryConfig,

@@ -115,7 +115,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
                         database_url=args.database, kubeconfig=args.kubeconfig,
                         in_cluster=args.in_cluster, configs=configs,
-                        token_file=args.token_file)
+                        token_file=args.token_file,
+                        allow_inline_promql=args.allow_inline_promql)
     try:
         app = create_app(settings)  # a missing or empty --token-file exits 2 before listening
     except TokenFileError as exc:
@@ -143,7 +144,7 @@ def _cli_time(value: str | None, flag: str) -> datetime | None:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from analyzer.analysis import Analyzer
+    from analyzer.analysis import NO_REVISION_NOTE, Analyzer
     from analyzer.config import default_config
     from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
     from analyzer.request import RequestError, parse_request
@@ -171,6 +172,9 @@ def cmd_judge(args: argparse.Namespace) -> int:
     print(f"verdict: {answer['verdict']}  score: {answer['score']:.1f}")
     print(f"window:  {answer['window']['start']} → {answer['window']['end']}")
     print(f"reason:  {answer['reason']}")
+    for note in answer["notes"]:
+        if note != NO_REVISION_NOTE:  # one-shot judge calls keep no session
+            print(f"note:    {note}")
     share = answer["traffic"]["observed_canary_share"]
     if share is not None:
         print(f"canary share of requests: {share:.1%}")
@@ -273,12 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-file", metavar="PATH",
                        help="require 'Authorization: Bearer <token>' on /api/v1/*, the token "
                             "read from PATH (re-read when it changes, e.g. a Secret volume)")
+    serve.add_argument("--allow-inline-promql", action="store_true",
+                       help="let a request's inline config run its own PromQL (off: inline "
+                            "configs may use the built-in Istio metrics only)")
     kube = serve.add_mutually_exclusive_group()
     kube.add_argument("--kubeconfig", metavar="PATH",
-                      help="read canary weights (for requests without canary_weight) from "
-                           "Rollouts and VirtualServices with this kubeconfig")
+                      help="read canary weights and revisions (for requests without "
+                           "canary_weight or canary_revision) from Rollouts and "
+                           "VirtualServices with this kubeconfig")
     kube.add_argument("--in-cluster", action="store_true",
-                      help="read canary weights with the pod's service account")
+                      help="read canary weights and revisions with the pod's service account")
     serve.set_defaults(func=cmd_serve)
 
     add_weights_parser(sub)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MAX_TEXT = 253
 """Longest namespace, rollout or label value accepted (a Kubernetes DNS name's limit)."""
+REVISION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+"""A pod-template-hash (``6d4f8b9c7``) or any label-value-like revision name."""
 
 
 class RequestError(ValueError):
@@ -45,6 +47,8 @@ class JudgeRequest(BaseModel):
     end: float | str | None = None
     final: bool = False
     canary_weight: float | None = Field(default=None, ge=0, le=100)
+    canary_revision: str | None = Field(default=None, min_length=1, max_length=63,
+                                        pattern=REVISION_PATTERN)
 
     @field_validator("canary", "baseline")
     @classmethod

@@ -74,6 +74,9 @@ class Telemetry:
         self.metric_threshold = Gauge("canary_analyzer_metric_e_value_threshold",
                                       "E-value at which the metric fails",
                                       ["namespace", "rollout", "metric"], registry=r)
+        self.prometheus_up = Gauge("canary_analyzer_prometheus_up",
+                                   "1 if the last Prometheus check or judge call reached "
+                                   "Prometheus, 0 if it did not", registry=r)
         self.http_requests = Counter("canary_analyzer_http_requests",
                                      "HTTP requests answered, by route template and status",
                                      ["route", "method", "status"], registry=r)

@@ -108,7 +108,8 @@ def test_the_token_opens_the_api_and_probes_stay_open(make_client: Callable[...,
                          headers=bearer())
     assert answer.status_code == 503 and "error" in answer.json()  # closed Prometheus port
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 503  # open, answers for itself
+    assert client.get("/readyz").status_code == 200  # open, answers for itself
+    assert client.get("/dependencies").status_code == 503  # open; the Prometheus port is closed
     assert client.get("/metrics").status_code == 200
     assert errors_total(client, "unauthorized") == 0
 

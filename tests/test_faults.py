@@ -136,12 +136,12 @@ def test_prometheus_down_at_start(blocks: Path, dataset: Dataset, tmp_path: Path
     service = ServeProcess(tmp_path, prometheus.url, str(tmp_path / "analyzer.db"))
     service.start(timeout=30)
     try:
-        ready = call(f"{service.url}/readyz")
-        assert ready.status == 503 and "not ready" in ready.body["error"]
+        assert call(f"{service.url}/readyz").status == 200  # its own readiness only
+        assert call(f"{service.url}/dependencies").status == 503
         down = judge(service, body(dataset, "down-at-start", 10))
         assert down.status == 503 and "cannot connect" in down.body["error"]
         prometheus.start()
-        assert call(f"{service.url}/readyz").status == 200
+        assert call(f"{service.url}/dependencies").status == 200
         up = judge(service, body(dataset, "down-at-start", 10))
         assert up.status == 200 and up.body["verdict"] == "pass"
         assert service.running  # recovered without a restart
@@ -161,7 +161,7 @@ def test_prometheus_restarted_with_data(service: ServeProcess, fault: FaultProxy
     try:
         down = judge(service, body(dataset, "restarted", 6))
         assert down.status == 503
-        assert call(f"{service.url}/readyz").status == 503
+        assert call(f"{service.url}/dependencies").status == 503
     finally:
         prometheus.start()  # a new process on the same data and port
     again = judge(service, body(dataset, "restarted", 6))
@@ -258,8 +258,9 @@ def _first_half(series: dict[str, Any]) -> bool:
 PARTIAL: dict[str, tuple[Callable[[list[dict[str, Any]]], list[dict[str, Any]]], int,
                          str | None]] = {
     # name: (filter, expected status, expected verdict)
-    "only-baseline-series": (_side(CANARY, lambda s: False), 200, "pass"),
-    "only-canary-series": (_side(BASELINE, lambda s: False), 200, "pass"),
+    # A side without series is no evidence: never a pass (the diagnosis names the side).
+    "only-baseline-series": (_side(CANARY, lambda s: False), 200, "inconclusive"),
+    "only-canary-series": (_side(BASELINE, lambda s: False), 200, "inconclusive"),
     "canary-buckets-missing": (
         _side(CANARY, lambda s: s["metric"].get("le") not in ("100", "250", "500")), 200,
         "pass"),
@@ -274,8 +275,8 @@ PARTIAL: dict[str, tuple[Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
 def test_prometheus_partial_series(service: ServeProcess, fault: FaultProxy, dataset: Dataset,
                                    name: str) -> None:
     """Series missing from an answer are missing data, never evidence of harm: the metric
-    that lost them is ``nodata`` (or judged on what is left), and the gate is not passed on
-    it (``final`` answers ``inconclusive``). A histogram without its ``+Inf`` bucket cannot be
+    that lost them is ``nodata`` (or judged on what is left), and nothing is passed on it
+    (``inconclusive`` naming the empty side, at every look and at the gate). A histogram without its ``+Inf`` bucket cannot be
     decoded at all: 503."""
     chosen, status, verdict = PARTIAL[name]
     fault.set("filter", result_filter=chosen)
@@ -287,6 +288,8 @@ def test_prometheus_partial_series(service: ServeProcess, fault: FaultProxy, dat
         report(f"partial-{name}", **{f"{k}_{v}": 1 for k, v in classes.items()})
         if name.startswith("only-"):
             assert set(classes.values()) == {"nodata"}
+            missing = "canary" if name == "only-baseline-series" else "baseline"
+            assert f"the {missing} selector" in answer.body["reason"]
             gate = judge(service, body(dataset, f"partial-{name}", 40, final=True))
             assert gate.body["verdict"] == "inconclusive"
 

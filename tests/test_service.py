@@ -218,8 +218,11 @@ def test_response_shape(prometheus: PrometheusServer, make_client: Callable[...,
     assert answer.status_code == 200
     assert answer.headers["content-type"] == "application/json"
     data = json.loads(answer.text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
-    assert set(data) == {"verdict", "score", "reason", "analysis_id", "window", "traffic",
-                         "metrics"}
+    assert set(data) == {"verdict", "score", "reason", "analysis_id", "window", "session",
+                         "traffic", "metrics", "notes"}
+    assert data["session"] == {"start": "2026-01-05T10:00:00Z", "revision": None,
+                               "revision_source": None}
+    assert data["notes"] and "revisions are not told apart" in data["notes"][0]
     assert data["verdict"] in ("pass", "fail", "inconclusive")
     assert isinstance(data["score"], float)
     assert data["window"] == {"start": "2026-01-05T10:00:00Z", "end": "2026-01-05T10:10:00Z"}
@@ -325,7 +328,10 @@ HUGE = {"namespace": NS, "rollout": "r", "canary_service": "a", "baseline_servic
     ({"namespace": NS, "rollout": "r", "canary_service": "a", "baseline_service": "b",
       "start": 1767607200, "end": 1767600000}, 422, "end"),
     ({"namespace": NS, "rollout": "r", "canary_service": "a", "baseline_service": "b",
-      "start": "2026-01-01T00:00:00Z", "end": "2026-01-05T00:00:00Z"}, 422, "start"),
+      "canary_revision": "-bad-"}, 422, "canary_revision"),
+    ({"namespace": NS, "rollout": "r", "canary_service": "a", "baseline_service": "b",
+      "config": {"name": "x", "metrics": [{"name": "cpu", "query": "sum(up{ {selector} })",
+                                           "test": "mann-whitney"}]}}, 422, "config.metrics.0"),
     ({"namespace": NS, "rollout": "r", "canary_service": "a", "baseline_service": "b",
       "config": "nope"}, 422, "config"),
     ({"namespace": NS, "rollout": "r", "canary_service": "a", "baseline_service": "b",
@@ -394,7 +400,11 @@ def test_prometheus_outage_then_recovery(start_prometheus: Callable,
     assert down.status_code == 503, down.text
     assert "error" in down.json() and "verdict" not in down.json()
     assert argo_phase(down.status_code, down.content) == "Error"
-    assert client.get("/readyz").status_code == 503
+    # Readiness is the service's own (configs, store): Prometheus down must not take the
+    # replica out of the Service, or Argo would see connection errors instead of this 503.
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/dependencies").status_code == 503
+    assert "canary_analyzer_prometheus_up 0.0" in client.get("/metrics").text
     assert client.get("/healthz").status_code == 200
     server.start()  # a new Prometheus process on the same data and port
     again = client.post("/api/v1/judge", json=body("error-regression", dataset, 6))

@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -27,9 +26,16 @@ from servefixture import Answer, ServeProcess, call
 from sqlalchemy import create_engine, text
 
 from analyzer.metrics.dataset import Dataset, read_dataset
-from analyzer.store import Store, StoreUnavailable, database_url, selector_key
+from analyzer.store import (
+    Recorded,
+    SessionKey,
+    Store,
+    StoreUnavailable,
+    database_url,
+    selector_key,
+)
 from analyzer.store.db import Base
-from analyzer.store.migrate import head_revision
+from analyzer.store.migrate import INITIAL_REVISION, head_revision
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
@@ -167,7 +173,7 @@ def test_two_replicas_share_sessions_and_history(postgres: PostgresServer, pg_ur
 
 
 def test_migrated_schema_matches_the_models(any_url: str) -> None:
-    """The initial revision creates exactly what the models declare: no autogenerate diff."""
+    """The migrations create exactly what the models declare: no autogenerate diff."""
     store = Store(any_url)
     try:
         assert _version(any_url) == head_revision()
@@ -178,31 +184,82 @@ def test_migrated_schema_matches_the_models(any_url: str) -> None:
         store.close()
 
 
+def _legacy(url: str, revision: str | None) -> None:
+    """An empty database with the schema of ``revision``; ``None``: the tables of the first
+    revision without ``alembic_version``, as the pre-migration code (``create_all``) made."""
+    from alembic import command
+
+    from analyzer.store.migrate import alembic_config
+
+    engine = create_engine(database_url(url))
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision or INITIAL_REVISION)
+        if revision is None:
+            connection.execute(text("DROP TABLE alembic_version"))
+    engine.dispose()
+
+
+def _record(store: Store, key: SessionKey, at: datetime) -> Recorded:
+    return store.record(key, "default", at, at=at, window_end=at, verdict="pass", score=100.0,
+                        final=False, response={"verdict": "pass", "analysis_id": None},
+                        queries=["up"])
+
+
 def test_database_from_create_all_is_stamped_and_kept(any_url: str) -> None:
     """A database made by the pre-migration code (``create_all``, no ``alembic_version``)
-    is stamped, keeps its sessions and evaluations, and takes new ones."""
-    legacy = create_engine(database_url(any_url))
-    Base.metadata.create_all(legacy)
+    is stamped, migrated, keeps its sessions and evaluations, and takes new ones: the old
+    session knows no revision, so revision-less calls continue it."""
+    _legacy(any_url, None)
     at = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    legacy = create_engine(database_url(any_url))
     with legacy.begin() as connection:
-        connection.execute(Base.metadata.tables["analyses"].insert().values(
-            id="old", namespace=NS, rollout="r", selector_key=KEY, config_name="default",
-            start=at, created_at=at))
+        connection.execute(text(
+            "INSERT INTO analyses (id, namespace, rollout, selector_key, config_name, start, "
+            "created_at) VALUES ('old', :ns, 'r', :key, 'default', :at, :at)"),
+            {"ns": NS, "key": KEY, "at": at})
     legacy.dispose()
     store = Store(any_url)
     try:
         assert _version(any_url) == head_revision()
-        session = store.find_session(NS, "r", KEY)
-        assert session is not None and session.id == "old"
-        response: dict[str, Any] = {"verdict": "pass", "analysis_id": None}
-        found, created = store.record(NS, "r", KEY, "default", at, at=at, window_end=at,
-                                      verdict="pass", score=100.0, final=False,
-                                      response=response, queries=["up"])
-        assert (found.id, created, response["analysis_id"]) == ("old", False, "old")
+        session = store.find_session(SessionKey(NS, "r", KEY))
+        assert session is not None and session.id == "old" and session.revision == ""
+        recorded = _record(store, SessionKey(NS, "r", KEY), at)
+        assert (recorded.session.id, recorded.created) == ("old", False)
+        detail = store.get_analysis("old")
+        assert detail is not None and detail["evaluations"][0]["response"]["analysis_id"] == "old"
+        # The first call that names a revision starts that revision's own session and, the
+        # old one knowing no revision, leaves it alone.
+        first = _record(store, SessionKey(NS, "r", KEY, "abc123"), at)
+        assert first.created and first.session.id != "old" and first.closed == ()
     finally:
         store.close()
     Store(any_url).close()  # and opening it again changes nothing
-    assert _count(any_url, "analyses") == 1 and _count(any_url, "evaluations") == 1
+    assert _count(any_url, "analyses") == 2 and _count(any_url, "evaluations") == 2
+
+
+def test_a_new_revision_closes_the_old_session(any_url: str) -> None:
+    """One open session per revision; a new revision closes the rollout's other ones; a
+    revision that comes back (a rollback to its pod template) starts afresh."""
+    _legacy(any_url, INITIAL_REVISION)  # and the upgrade to head on an existing schema
+    store = Store(any_url)
+    at = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    later = datetime(2026, 1, 5, 13, 0, tzinfo=UTC)
+    try:
+        one = _record(store, SessionKey(NS, "r", KEY, "aaa"), at)
+        assert _record(store, SessionKey(NS, "r", KEY, "aaa"), at).session == one.session
+        other_rollout = _record(store, SessionKey(NS, "other", KEY, "zzz"), at)
+        two = _record(store, SessionKey(NS, "r", KEY, "bbb"), later)
+        assert two.created and two.closed == (one.session.id,)
+        assert store.find_session(SessionKey(NS, "r", KEY, "aaa")) is None
+        closed = store.get_analysis(one.session.id)
+        assert closed is not None and closed["closed_at"] == "2026-01-05T13:00:00Z"
+        assert closed["revision"] == "aaa" and len(closed["evaluations"]) == 2
+        assert store.find_session(SessionKey(NS, "other", KEY, "zzz")) == other_rollout.session
+        back = _record(store, SessionKey(NS, "r", KEY, "aaa"), later)
+        assert back.created and back.session.id != one.session.id
+        assert back.closed == (two.session.id,)
+    finally:
+        store.close()
 
 
 def test_stores_opened_at_once_migrate_once(any_url: str) -> None:
@@ -235,10 +292,7 @@ def test_concurrent_first_records_make_one_session(any_url: str) -> None:
 
     def record(store: Store) -> None:
         barrier.wait(10)
-        session, _ = store.record(NS, "race", KEY, "default", at, at=at, window_end=at,
-                                  verdict="pass", score=100.0, final=False,
-                                  response={"analysis_id": None}, queries=[])
-        ids.append(session.id)
+        ids.append(_record(store, SessionKey(NS, "race", KEY, "abc"), at).session.id)
 
     threads = [threading.Thread(target=record, args=(stores[i % 2],)) for i in range(8)]
     for thread in threads:

@@ -23,11 +23,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, WeightSource
+from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, RolloutSource
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.mesh.client import KubeClient
-from analyzer.mesh.rollout import canary_weight_for
+from analyzer.mesh.facts import KUBE_TIMEOUT, CachedRolloutFacts
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
 from analyzer.store import Store, StoreUnavailable
@@ -54,6 +54,7 @@ class Settings:
     in_cluster: bool = False
     configs: dict[str, CanaryConfig] | None = field(default=None)
     token_file: str | None = None
+    allow_inline_promql: bool = False
 
 
 def _no_constants(name: str) -> Any:
@@ -68,19 +69,15 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-def _weight_source(settings: Settings) -> WeightSource | None:
-    """Reads weights through Kubernetes when configured; a lookup that fails (API server
-    down, no RBAC) leaves the weight unknown rather than failing the analysis."""
+def _rollout_source(settings: Settings) -> RolloutSource | None:
+    """Reads weights and canary revisions through Kubernetes when configured; a lookup that
+    fails (API server down or silent, no RBAC) leaves them unknown rather than failing the
+    analysis."""
     if settings.kubeconfig is None and not settings.in_cluster:
         return None
-    kube = (KubeClient.in_cluster() if settings.in_cluster
-            else KubeClient.from_kubeconfig(settings.kubeconfig))
-
-    def source(namespace: str, rollout: str) -> float | None:
-        reading = canary_weight_for(kube, namespace, rollout)
-        return None if reading is None else float(reading.canary_weight)
-
-    return source
+    kube = (KubeClient.in_cluster(timeout=KUBE_TIMEOUT) if settings.in_cluster
+            else KubeClient.from_kubeconfig(settings.kubeconfig, timeout=KUBE_TIMEOUT))
+    return CachedRolloutFacts(kube)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -101,7 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     analyzer = Analyzer(configs, client_factory, store=store, telemetry=telemetry,
                         step_seconds=settings.step_seconds, max_window=settings.max_window,
-                        weight_source=_weight_source(settings))
+                        rollout_facts=_rollout_source(settings),
+                        allow_inline_promql=settings.allow_inline_promql)
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -147,12 +145,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     def judge(request: JudgeRequest) -> JSONResponse:
         try:
-            return JSONResponse(analyzer.run(request))
+            answer = JSONResponse(analyzer.run(request))
+            telemetry.prometheus_up.set(1)
+            return answer
         except RequestError as exc:
             telemetry.error("bad_request")
             return JSONResponse(exc.to_dict(), status_code=exc.status)
         except PrometheusUnavailable as exc:
             telemetry.error("prometheus_unavailable")
+            telemetry.prometheus_up.set(0)
             return _error(503, f"prometheus unavailable: {exc.reason}")
 
     def rejected(exc: RequestError) -> JSONResponse:
@@ -206,16 +207,27 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
+        # Not Prometheus: a probe that failed with Prometheus would take every replica out
+        # of the Service, and Argo would see connection errors instead of the 503 that says
+        # why. Prometheus has its own route (/dependencies) and gauge.
+        if not configs:
+            return _error(503, "no canary configs loaded")
+        try:
+            store.ping()
+        except StoreUnavailable as exc:
+            return _error(503, f"store unavailable: {exc.reason}")
+        return JSONResponse({"status": "ready", "configs": sorted(configs)})
+
+    @app.get("/dependencies", summary="Whether Prometheus answers (not a readiness probe)")
+    def dependencies() -> JSONResponse:
         client = client_factory()
         try:
             ready = client.ready()
         finally:
             client.close()
-        if not ready:
-            return _error(503, f"prometheus at {settings.prometheus_url} is not ready")
-        if not configs:
-            return _error(503, "no canary configs loaded")
-        return JSONResponse({"status": "ready", "configs": sorted(configs)})
+        telemetry.prometheus_up.set(1 if ready else 0)
+        body = {"prometheus": {"url": settings.prometheus_url, "ready": ready}}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:

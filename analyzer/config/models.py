@@ -36,6 +36,10 @@ class JudgeSettings(_Strict):
     alpha: float = Field(0.01, gt=0.0, lt=0.5)
     pass_score: float = Field(95.0, ge=0.0, le=100.0)
     marginal_score: float = Field(75.0, ge=0.0, le=100.0)
+    nodata_grace: int = Field(2, ge=0, le=1000)
+    """Intervals a gated metric may have no data on a side before the answer is
+    ``inconclusive`` (the canary's first requests and Prometheus' first scrape take a moment;
+    a typo in a selector never gets better)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> JudgeSettings:

@@ -17,6 +17,7 @@ import numpy as np
 
 from analyzer.config.models import CanaryConfig, MetricConfig
 from analyzer.judge import mannwhitney
+from analyzer.judge.evidence import require_evidence
 from analyzer.judge.latency import LatencyTest, latency_test, quantile_from_buckets
 from analyzer.judge.rate import SplitData, rate_test
 from analyzer.judge.results import Classification, Judgement, MetricResult, SideSummary
@@ -244,13 +245,15 @@ def requests_per_side(data: Mapping[str, MetricSeries],
 
 def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool = False,
           intervals: bool = True, data_seconds: float | None = None,
-          weights: np.ndarray | None = None, recent_weights_only: bool = False) -> Judgement:
+          weights: np.ndarray | None = None, recent_weights_only: bool = False,
+          diagnoses: Mapping[str, str] | None = None) -> Judgement:
     """Judge every metric of ``config`` on ``data`` (metric name → per-interval series).
 
     ``intervals=False`` skips the confidence sequences, which only the report needs; replay
     uses it for the looks in between. ``weights`` (percent per interval, NaN unknown) turns
     on the traffic-split check; ``recent_weights_only`` says only the last value is the
     weight really in force (the live service knows the current weight, not its history).
+    ``diagnoses`` (metric → why it has no data) goes into the no-evidence reason.
     """
     results = [judge_metric(m, data.get(m.name), config, intervals=intervals)
                for m in config.metrics]
@@ -259,4 +262,7 @@ def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool
     if sides is not None:
         traffic = check_split(sides[0], sides[1], weights, alpha=config.judge.alpha,
                               recent_only=recent_weights_only)
-    return decide(results, config, final=final, data_seconds=data_seconds, traffic=traffic)
+    judgement = decide(results, config, final=final, data_seconds=data_seconds, traffic=traffic)
+    looks = max((len(series) for series in data.values()), default=0)
+    return require_evidence(judgement, data, config, intervals=looks, final=final,
+                            diagnoses=diagnoses)

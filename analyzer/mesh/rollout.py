@@ -145,10 +145,12 @@ def read_rollout(api: KubeClient, namespace: str, name: str) -> RolloutState:
 
 @dataclass(frozen=True)
 class WeightLookup:
-    """The weight to assume, or None with the reason it could not be determined."""
+    """The weight to assume, or None with the reason it could not be determined; and the
+    canary's revision (its pod-template-hash) when the Rollout could be read."""
 
     reading: WeightReading | None
     reason: str
+    canary_revision: str | None = None
 
 
 def lookup_canary_weight(api: KubeClient, namespace: str, rollout_name: str) -> WeightLookup:
@@ -160,7 +162,12 @@ def lookup_canary_weight(api: KubeClient, namespace: str, rollout_name: str) -> 
         state = read_rollout(api, namespace, rollout_name)
     except KubeError as exc:
         return WeightLookup(None, str(exc))
-    where = f"{KIND} {namespace}/{rollout_name}"
+    reading, reason = _weight_of(api, state)
+    return WeightLookup(reading, reason, state.current_pod_hash or state.canary_hash)
+
+
+def _weight_of(api: KubeClient, state: RolloutState) -> tuple[WeightReading | None, str]:
+    where = f"{KIND} {state.namespace}/{state.name}"
     if state.canary_weight is not None:
         stable = state.stable_weight if state.stable_weight is not None else (
             100 - state.canary_weight)
@@ -169,21 +176,21 @@ def lookup_canary_weight(api: KubeClient, namespace: str, rollout_name: str) -> 
             canary_weight=state.canary_weight, stable_weight=stable,
             style=split.style if split else "unknown", resource_version=state.resource_version,
             route=None, source=f"{where} status.canary.weights")
-        return WeightLookup(reading, "from the Rollout status")
+        return reading, "from the Rollout status"
     if not state.virtual_services:
-        return WeightLookup(None, f"{where} has no status.canary.weights and no Istio "
-                                  f"VirtualService in its trafficRouting")
+        return None, (f"{where} has no status.canary.weights and no Istio VirtualService in "
+                      f"its trafficRouting")
     split = state.split
     if split is None:
-        return WeightLookup(None, f"{where} sets neither canaryService/stableService nor an "
-                                  f"Istio destinationRule, so its canary destination is unknown")
+        return None, (f"{where} sets neither canaryService/stableService nor an Istio "
+                      f"destinationRule, so its canary destination is unknown")
     ref = state.virtual_services[0]
     route = ref.routes[0] if ref.routes else None
     try:
         reading = read_weights(api, ref.namespace, ref.name, route, split=split)
     except (KubeError, MeshError) as exc:
-        return WeightLookup(None, f"{where}: {exc}")
-    return WeightLookup(reading, f"from {reading.source}")
+        return None, f"{where}: {exc}"
+    return reading, f"from {reading.source}"
 
 
 def canary_weight_for(api: KubeClient, namespace: str, rollout_name: str

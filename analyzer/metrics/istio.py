@@ -33,6 +33,7 @@ from analyzer.metrics.counters import align, increments, resets, summed_incremen
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable, RangeSeries
 from analyzer.metrics.promql import Selector, any_of
 
+SERVICE_LABEL = "destination_service_name"
 REQUESTS = "istio_requests_total"
 DURATION_BUCKETS = "istio_request_duration_milliseconds_bucket"
 REPORTERS = ("source", "destination")
@@ -42,6 +43,7 @@ ISTIO_BUCKETS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 
 
 Side = Literal["canary", "baseline"]
 SIDES: tuple[Side, Side] = ("canary", "baseline")
+_NO_SAMPLES = np.zeros((0, 2))
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ class WindowData:
     series: dict[str, MetricSeries]
     queries: list[str]
     metric_queries: dict[str, list[str]]
+    matched: dict[str, dict[Side, int]]
+    """Series each side's selector matched, per metric (0: the selector matches nothing)."""
 
 
 @dataclass(frozen=True)
@@ -144,14 +148,25 @@ class _Fetcher:
         self.client = client
         self.grid = grid
         self.queries: list[str] = []
+        self.matched: dict[Side, int] = {"canary": 0, "baseline": 0}
 
     def range(self, query: str, first: int = 0) -> list[RangeSeries]:
-        """``query`` at points ``first … intervals``; nothing is asked of an empty window."""
-        if self.grid.intervals == 0:
-            return []
+        """``query`` at points ``first … intervals``. A window without a complete interval
+        is still asked (an instant query at its start, series without samples): every call
+        asks Prometheus, so its being down is a 503 and never a verdict, and the answer says
+        whether each side's selector matches anything at all."""
         self.queries.append(query)
         grid = self.grid
+        if grid.intervals == 0:
+            return [{"metric": labels, "values": _NO_SAMPLES}
+                    for labels in self.client.series_labels(query, grid.at(0))]
         return self.client.query_range(query, grid.at(first), grid.at(grid.intervals), grid.step)
+
+    def side(self, side: Side, query: str, first: int = 0) -> list[RangeSeries]:
+        """``range`` for one side's own query, counting what it matched."""
+        found = self.range(query, first)
+        self.matched[side] += len(found)
+        return found
 
     def by_side(self, metric: str, how: _Plan) -> dict[Side, list[RangeSeries]]:
         out: dict[Side, list[RangeSeries]] = {"canary": [], "baseline": []}
@@ -160,6 +175,7 @@ class _Fetcher:
                 side = how.side_of(series["metric"], fixed)
                 if side is not None:
                     out[side].append(series)
+                    self.matched[side] += 1
         return out
 
     def counts(self, series: Iterable[RangeSeries]) -> np.ndarray:
@@ -186,13 +202,15 @@ def fetch_window(client: PrometheusClient, metrics: Sequence[MetricConfig], side
     out: dict[str, MetricSeries] = {}
     queries: list[str] = []
     metric_queries: dict[str, list[str]] = {}
+    matched: dict[str, dict[Side, int]] = {}
     for metric in metrics:
         fetcher = _Fetcher(client, grid)
         out[metric.name] = _fetch_metric(fetcher, metric, sides)
         metric_queries[metric.name] = fetcher.queries
+        matched[metric.name] = fetcher.matched
         queries += fetcher.queries
     timestamps = np.arange(1, intervals + 1) * grid.step
-    return WindowData(timestamps, out, queries, metric_queries)
+    return WindowData(timestamps, out, queries, metric_queries, matched)
 
 
 def _fetch_metric(fetcher: _Fetcher, metric: MetricConfig, sides: SideSelectors) -> MetricSeries:
@@ -207,15 +225,18 @@ def _fetch_metric(fetcher: _Fetcher, metric: MetricConfig, sides: SideSelectors)
         return _promql_ratio(fetcher, metric.numerator, metric.denominator, sides)
     if metric.query is None or metric.resolved_type == "ratio":
         raise ValueError(f"metric {metric.name}: ratio metrics need numerator and denominator")
-    queries = {side: _substitute(metric.query, sides.labels(side)) for side in SIDES}
+    queries = {side: _substitute(metric.query, sides, side) for side in SIDES}
     if metric.resolved_type == "histogram":
-        return _histogram(fetcher, {side: fetcher.range(queries[side]) for side in SIDES})
+        return _histogram(fetcher, {side: fetcher.side(side, queries[side]) for side in SIDES})
     return _gauge(fetcher, metric.name, queries)
 
 
-def _substitute(query: str, selector: Selector) -> str:
-    """The config query with ``{selector}`` replaced (single pass: values cannot re-trigger it)."""
-    return query.replace("{selector}", selector.render())
+def _substitute(query: str, sides: SideSelectors, side: Side) -> str:
+    """The config query with ``{selector}`` (the side's labels) and ``{namespace}`` (the
+    request's namespace, a validated DNS label) replaced, in one pass so that a label value
+    can never re-trigger a placeholder."""
+    values = {"{selector}": sides.labels(side).render(), "{namespace}": sides.namespace}
+    return re.sub(r"\{selector\}|\{namespace\}", lambda m: values[m.group(0)], query)
 
 
 def _error_rate(fetcher: _Fetcher, error_codes: str,
@@ -236,8 +257,8 @@ def _promql_ratio(fetcher: _Fetcher, numerator: str, denominator: str,
     judge) needs events ≤ trials."""
     arrays = []
     for side in SIDES:
-        den = fetcher.counts(fetcher.range(_substitute(denominator, sides.labels(side))))
-        num = fetcher.counts(fetcher.range(_substitute(numerator, sides.labels(side))))
+        den = fetcher.counts(fetcher.side(side, _substitute(denominator, sides, side)))
+        num = fetcher.counts(fetcher.range(_substitute(numerator, sides, side)))
         arrays += [np.minimum(num, den), den]
     return RatioSeries(*arrays)
 
@@ -247,7 +268,7 @@ def _gauge(fetcher: _Fetcher, name: str, queries: Mapping[Side, str]) -> GaugeSe
     grid = fetcher.grid
     values = {}
     for side in SIDES:
-        result = fetcher.range(queries[side], first=1)
+        result = fetcher.side(side, queries[side], first=1)
         if len(result) > 1:
             raise ValueError(f"metric {name}: {side} query returned {len(result)} series; "
                              f"aggregate it to one (e.g. sum(...) or max(...))")

@@ -116,6 +116,36 @@ class PrometheusClient:
                 self._on_query(time.monotonic() - began)
 
 
+    def series_labels(self, query: str, at: datetime) -> list[dict[str, str]]:
+        """The label sets of the series ``query`` returns at ``at`` (an instant query).
+
+        Used to tell *why* a range query came back empty: which side's selector matches
+        nothing, and what the namespace does have. Failures are ``PrometheusUnavailable``
+        like every other query, so an unreachable Prometheus is a 503 even on a call whose
+        window holds no complete interval yet.
+        """
+        if at.tzinfo is None:
+            raise ValueError("at must be a timezone-aware datetime")
+        self.queries.append(query)
+        began = time.monotonic()
+        try:
+            result = self._client.custom_query(query, params={"time": f"{at.timestamp():.3f}"})
+        except PrometheusUnavailable:
+            raise
+        except requests.RequestException as exc:
+            raise PrometheusUnavailable(f"{self.url}: {_describe(exc, self.timeout)}") from None
+        except Exception as exc:
+            raise PrometheusUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from None
+        finally:
+            if self._on_query is not None:
+                self._on_query(time.monotonic() - began)
+        if not isinstance(result, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("metric"), dict)
+                for item in result):
+            raise PrometheusUnavailable("answer has a malformed vector")
+        return [{str(k): str(v) for k, v in item["metric"].items()} for item in result]
+
+
 class _BudgetSession(requests.Session):
     """A session whose requests share one time budget, started by the first request: each
     request's timeout is cut to what is left, and none starts once it is spent."""
@@ -168,7 +198,12 @@ def _describe(exc: requests.RequestException, timeout: float) -> str:
 
 def _check_answer(response: requests.Response, *args: Any, **kwargs: Any) -> None:
     """Requests hook: refuses any query API answer that is not a 200 ``status: success`` JSON."""
-    if not urlsplit(response.url).path.endswith("/api/v1/query_range"):
+    path = urlsplit(response.url).path
+    if path.endswith("/api/v1/query_range"):
+        expected = "matrix"
+    elif path.endswith("/api/v1/query"):
+        expected = "vector"
+    else:
         return
     try:
         body = json.loads(response.content)
@@ -193,9 +228,9 @@ def _check_answer(response: requests.Response, *args: Any, **kwargs: Any) -> Non
         raise PrometheusUnavailable(f"partial answer, warnings: {'; '.join(map(str, warnings))}"
                                     [:300])
     data = body.get("data")
-    if not isinstance(data, dict) or data.get("resultType") != "matrix" or not isinstance(
+    if not isinstance(data, dict) or data.get("resultType") != expected or not isinstance(
             data.get("result"), list):
-        raise PrometheusUnavailable("answer has no data.result matrix")
+        raise PrometheusUnavailable(f"answer has no data.result {expected}")
     # The library decodes the body again with response.json(); hand it this decoding
     # instead (large range answers cost milliseconds to decode).
     response.json = lambda **_: body  # type: ignore[method-assign]

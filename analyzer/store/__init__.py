@@ -2,10 +2,13 @@
 
 from analyzer.store.db import (
     AnalysisSession,
+    Recorded,
+    SessionKey,
     Store,
     StoreUnavailable,
     database_url,
     selector_key,
 )
 
-__all__ = ["AnalysisSession", "Store", "StoreUnavailable", "database_url", "selector_key"]
+__all__ = ["AnalysisSession", "Recorded", "SessionKey", "Store", "StoreUnavailable",
+           "database_url", "selector_key"]

@@ -1,10 +1,14 @@
 """Analyses and their evaluations in a SQL database (SQLite by default, any SQLAlchemy URL).
 
-An *analysis* (session) is one rollout's canary as identified by namespace, rollout and the
-canary/baseline selectors; every judge call on it is an *evaluation* holding the verdict, the
-evidence (the response) and the PromQL behind it, so a verdict can be audited later.
+An *analysis* (session) is one canary revision of one rollout, as identified by namespace,
+rollout, the canary/baseline selectors and the revision (the canary's pod-template-hash; ``""``
+when the caller cannot say); every judge call on it is an *evaluation* holding the verdict, the
+evidence (the response) and the PromQL behind it, so a verdict can be audited later. A new
+revision closes the rollout's other open sessions: a second release never inherits the first
+one's window, and a closed session is never extended (a revision that comes back, as in a
+rollback, starts afresh).
 
-Several replicas may share one database (PostgreSQL): the unique constraint on the session's
+Several replicas may share one database (PostgreSQL): a unique index over *open* sessions'
 identity plus insert-or-select makes concurrent first calls agree on one session, and the
 schema is migrated on start under a lock (``analyzer.store.migrate``). A database that cannot
 be read or written right now (locked, read-only, unreachable) raises ``StoreUnavailable``
@@ -28,13 +32,15 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
-    UniqueConstraint,
     create_engine,
     event,
     func,
     select,
+    text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -64,13 +70,16 @@ class Base(DeclarativeBase):
 
 class AnalysisRow(Base):
     __tablename__ = "analyses"
-    __table_args__ = (UniqueConstraint("namespace", "rollout", "selector_key",
-                                       name="uq_analysis_session"),)
+    __table_args__ = (Index("uq_open_session", "namespace", "rollout", "selector_key",
+                            "revision", unique=True, sqlite_where=text("closed_at IS NULL"),
+                            postgresql_where=text("closed_at IS NULL")),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     namespace: Mapped[str] = mapped_column(String(253), index=True)
     rollout: Mapped[str] = mapped_column(String(253), index=True)
     selector_key: Mapped[str] = mapped_column(String(2048))
+    revision: Mapped[str] = mapped_column(String(63), default="", server_default="")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     config_name: Mapped[str] = mapped_column(String(253))
     start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
@@ -109,6 +118,18 @@ def _iso(moment: datetime) -> str:
 class AnalysisSession:
     id: str
     start: datetime
+    revision: str = ""
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    """What identifies one open session: a canary revision of a rollout, judged on one pair
+    of selectors. ``revision`` is ``""`` when the caller could not say which revision."""
+
+    namespace: str
+    rollout: str
+    selectors: str
+    revision: str = ""
 
 
 def database_url(value: str) -> str:
@@ -187,84 +208,61 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def find_session(self, namespace: str, rollout: str, key: str) -> AnalysisSession | None:
+    def ping(self) -> None:
+        """A read of the schema version; ``StoreUnavailable`` when the database is not usable
+        now (what the readiness probe asks)."""
+        with _unavailable_on_error(f"database {self.url}"), self.engine.connect() as connection:
+            connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+
+    def find_session(self, key: SessionKey) -> AnalysisSession | None:
+        """The open session of ``key``, if any (closed sessions are history only)."""
         with _unavailable_on_error("reading the analysis session"), self._sessions() as db:
-            row = db.scalars(select(AnalysisRow).where(
-                AnalysisRow.namespace == namespace, AnalysisRow.rollout == rollout,
-                AnalysisRow.selector_key == key)).first()
-            return None if row is None else AnalysisSession(row.id, _utc(row.start))
+            row = db.scalars(select(AnalysisRow).where(*_is(key),
+                                                       AnalysisRow.closed_at.is_(None))).first()
+            return None if row is None else AnalysisSession(row.id, _utc(row.start),
+                                                            row.revision)
 
-    def record(self, namespace: str, rollout: str, key: str, config_name: str, start: datetime,
-               *, at: datetime, window_end: datetime, verdict: str, score: float, final: bool,
-               response: dict[str, Any], queries: list[str]) -> tuple[AnalysisSession, bool]:
-        """Stores one evaluation in its session, creating the session on the first call;
-        ``True`` if it was created. ``response["analysis_id"]`` is set to the session's id.
+    def record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
+               window_end: datetime, verdict: str, score: float, final: bool,
+               response: dict[str, Any], queries: list[str]) -> Recorded:
+        """Stores one evaluation in the open session of ``key``, creating the session on the
+        first call, and returns its id. ``response`` is stored with that id in
+        ``analysis_id``; the caller's dict is not changed.
 
-        A new session and its first evaluation are one transaction, so a failure (a lock, a
-        crash) leaves neither, and a retried call is not a duplicate. Concurrent first calls,
-        from this process or from another replica, race on the unique constraint: the loser's
-        insert fails, it rolls back and adds its evaluation to the winner's session.
+        A new session, the closing of the rollout's sessions of other revisions and the first
+        evaluation are one transaction, so a failure (a lock, a crash) leaves none of them,
+        and a retried call is not a duplicate. Concurrent first calls, from this process or
+        from another replica, race on the unique index: the loser's insert fails, it rolls
+        back and adds its evaluation to the winner's session.
         """
         evaluation = {"at": _utc(at), "window_end": _utc(window_end), "verdict": verdict,
                       "score": score, "final": final, "queries": queries}
         with _unavailable_on_error("recording the evaluation"):
-            found = self.find_session(namespace, rollout, key)
+            found = self.find_session(key)
             if found is None:
-                row = AnalysisRow(id=str(uuid.uuid4()), namespace=namespace, rollout=rollout,
-                                  selector_key=key, config_name=config_name, start=_utc(start),
-                                  created_at=_utc(at))
+                row = AnalysisRow(id=str(uuid.uuid4()), namespace=key.namespace,
+                                  rollout=key.rollout, selector_key=key.selectors,
+                                  revision=key.revision, config_name=config_name,
+                                  start=_utc(start), created_at=_utc(at))
                 with self._sessions() as db:
+                    closed = _close_other_revisions(db, key, _utc(at))
                     db.add(row)
                     db.add(EvaluationRow(analysis_id=row.id, **evaluation,
                                          response={**response, "analysis_id": row.id}))
                     try:
                         db.commit()
-                        response["analysis_id"] = row.id
-                        return AnalysisSession(row.id, _utc(start)), True
+                        return Recorded(AnalysisSession(row.id, _utc(start), key.revision),
+                                        created=True, closed=closed)
                     except IntegrityError:
                         db.rollback()
-                found = self.find_session(namespace, rollout, key)
+                found = self.find_session(key)
                 if found is None:  # pragma: no cover - the row that won cannot vanish
                     raise RuntimeError("analysis session vanished after a conflicting insert")
-            response["analysis_id"] = found.id
             with self._sessions() as db:
-                db.add(EvaluationRow(analysis_id=found.id, **evaluation, response=response))
+                db.add(EvaluationRow(analysis_id=found.id, **evaluation,
+                                     response={**response, "analysis_id": found.id}))
                 db.commit()
-            return found, False
-
-    def get_or_create_session(self, namespace: str, rollout: str, key: str, config_name: str,
-                              start: datetime, now: datetime) -> tuple[AnalysisSession, bool]:
-        """The session for (namespace, rollout, key), created if new; ``True`` if created.
-
-        Concurrent first calls race on the unique constraint: the loser's insert fails, it rolls
-        back and reads the winner's row, so there is exactly one session.
-        """
-        found = self.find_session(namespace, rollout, key)
-        if found is not None:
-            return found, False
-        row = AnalysisRow(id=str(uuid.uuid4()), namespace=namespace, rollout=rollout,
-                          selector_key=key, config_name=config_name, start=_utc(start),
-                          created_at=_utc(now))
-        with _unavailable_on_error("creating the analysis session"), self._sessions() as db:
-            db.add(row)
-            try:
-                db.commit()
-                return AnalysisSession(row.id, _utc(start)), True
-            except IntegrityError:
-                db.rollback()
-        found = self.find_session(namespace, rollout, key)
-        if found is None:  # pragma: no cover - the row that won the race cannot vanish
-            raise RuntimeError("analysis session vanished after a conflicting insert")
-        return found, False
-
-    def add_evaluation(self, analysis_id: str, *, at: datetime, window_end: datetime,
-                       verdict: str, score: float, final: bool, response: dict[str, Any],
-                       queries: list[str]) -> None:
-        with _unavailable_on_error("recording the evaluation"), self._sessions() as db:
-            db.add(EvaluationRow(analysis_id=analysis_id, at=_utc(at),
-                                 window_end=_utc(window_end), verdict=verdict, score=score,
-                                 final=final, response=response, queries=queries))
-            db.commit()
+            return Recorded(found, created=False, closed=())
 
     def list_analyses(self, namespace: str | None = None, rollout: str | None = None,
                       limit: int = 50) -> list[dict[str, Any]]:
@@ -306,6 +304,35 @@ class Store:
             return db.scalar(select(func.count()).select_from(AnalysisRow)) or 0
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """Where an evaluation went: its session, whether the call created it, and the ids of
+    the earlier revisions' sessions that the new one closed."""
+
+    session: AnalysisSession
+    created: bool
+    closed: tuple[str, ...]
+
+
+def _is(key: SessionKey) -> tuple[Any, ...]:
+    return (AnalysisRow.namespace == key.namespace, AnalysisRow.rollout == key.rollout,
+            AnalysisRow.selector_key == key.selectors, AnalysisRow.revision == key.revision)
+
+
+def _close_other_revisions(db: Any, key: SessionKey, at: datetime) -> tuple[str, ...]:
+    """Closes the rollout's open sessions of other known revisions. A call that cannot name
+    its revision (``""``) closes nothing: it cannot tell a new release from the old one."""
+    if not key.revision:
+        return ()
+    others = (AnalysisRow.namespace == key.namespace, AnalysisRow.rollout == key.rollout,
+              AnalysisRow.revision != key.revision, AnalysisRow.revision != "",
+              AnalysisRow.closed_at.is_(None))
+    ids = tuple(db.scalars(select(AnalysisRow.id).where(*others)).all())
+    if ids:
+        db.execute(update(AnalysisRow).where(AnalysisRow.id.in_(ids)).values(closed_at=at))
+    return ids
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -316,8 +343,10 @@ def _analysis_dict(row: AnalysisRow) -> dict[str, Any]:
     selectors = json.loads(row.selector_key)
     return {"id": row.id, "namespace": row.namespace, "rollout": row.rollout,
             "canary": selectors["canary"], "baseline": selectors["baseline"],
-            "reporter": selectors["reporter"], "config": row.config_name,
-            "start": _iso(row.start), "created_at": _iso(row.created_at)}
+            "reporter": selectors["reporter"], "revision": row.revision or None,
+            "config": row.config_name, "start": _iso(row.start),
+            "created_at": _iso(row.created_at),
+            "closed_at": None if row.closed_at is None else _iso(row.closed_at)}
 
 
 def _evaluation_dict(row: EvaluationRow, *, full: bool) -> dict[str, Any]:
@@ -329,4 +358,5 @@ def _evaluation_dict(row: EvaluationRow, *, full: bool) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AnalysisSession", "Store", "StoreUnavailable", "database_url", "selector_key"]
+__all__ = ["AnalysisSession", "Recorded", "SessionKey", "Store", "StoreUnavailable",
+           "database_url", "selector_key"]
