@@ -29,6 +29,7 @@ import numpy as np
 
 from analyzer.config import CanaryConfig, ConfigError, parse_config
 from analyzer.judge.evaluate import JudgeInputError, judge
+from analyzer.judge.evidence import Missing
 from analyzer.judge.series import RatioSeries
 from analyzer.judge.traffic import TrafficCheck
 from analyzer.mesh.facts import RolloutFacts
@@ -260,7 +261,8 @@ class Analyzer:
             queries = window.metric_queries.get(result.name, [])
             entry["query"] = "\n".join(queries)
             entry["queries"] = list(queries)
-            entry["diagnosis"] = diagnoses.get(result.name)
+            found = diagnoses.get(result.name)
+            entry["diagnosis"] = None if found is None else found.text
             metrics.append(entry)
         reason = judgement.reason if bounded is None else f"{judgement.reason} ({bounded})"
         response: dict[str, Any] = {
@@ -299,7 +301,7 @@ class Analyzer:
         return self.rollout_facts(resolved.namespace, resolved.rollout)
 
     def _fetch(self, resolved: Resolved, start: datetime, end: datetime
-               ) -> tuple[WindowData, dict[str, str]]:
+               ) -> tuple[WindowData, dict[str, Missing]]:
         """The window's data, and for metrics with an empty side, why it is empty."""
         on_query = None if self.telemetry is None else self.telemetry.observe_query
         client = self.client_factory(on_query)

@@ -276,8 +276,8 @@ def test_prometheus_partial_series(service: ServeProcess, fault: FaultProxy, dat
                                    name: str) -> None:
     """Series missing from an answer are missing data, never evidence of harm: the metric
     that lost them is ``nodata`` (or judged on what is left), and nothing is passed on it
-    (``inconclusive`` naming the empty side, at every look and at the gate). A histogram without its ``+Inf`` bucket cannot be
-    decoded at all: 503."""
+    (``inconclusive`` naming the empty side, at every look and at the gate). A histogram
+    without its ``+Inf`` bucket cannot be decoded at all: 503."""
     chosen, status, verdict = PARTIAL[name]
     fault.set("filter", result_filter=chosen)
     answer = judge(service, body(dataset, f"partial-{name}", 40))

@@ -17,7 +17,7 @@ import numpy as np
 
 from analyzer.config.models import CanaryConfig, MetricConfig
 from analyzer.judge import mannwhitney
-from analyzer.judge.evidence import require_evidence
+from analyzer.judge.evidence import Missing, require_evidence
 from analyzer.judge.latency import LatencyTest, latency_test, quantile_from_buckets
 from analyzer.judge.rate import SplitData, rate_test
 from analyzer.judge.results import Classification, Judgement, MetricResult, SideSummary
@@ -246,7 +246,7 @@ def requests_per_side(data: Mapping[str, MetricSeries],
 def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool = False,
           intervals: bool = True, data_seconds: float | None = None,
           weights: np.ndarray | None = None, recent_weights_only: bool = False,
-          diagnoses: Mapping[str, str] | None = None) -> Judgement:
+          diagnoses: Mapping[str, Missing] | None = None) -> Judgement:
     """Judge every metric of ``config`` on ``data`` (metric name → per-interval series).
 
     ``intervals=False`` skips the confidence sequences, which only the report needs; replay

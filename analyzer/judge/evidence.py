@@ -9,15 +9,18 @@ events at all makes the answer ``inconclusive``, with the reason why. Few events
 events: a quiet canary with some requests is judged as usual (the tests stay valid however
 little data there is). A ``fail`` is kept: it rests on evidence of harm.
 
-The rules read only the per-interval data and the config, so the live service and ``replay``
-apply them identically; the live service adds a diagnosis of *why* a side is empty (which
-selector matched no series), which replay cannot know.
+A side whose selector matches no series at all gets no grace: series of a canary Service
+outlive a release (a client's sidecar keeps exporting them), so "no series" at any look means
+a typo, a wrong namespace or reporter, or a Prometheus that does not scrape the mesh, and it
+does not get better by waiting. Only the live service can tell (it knows what the selectors
+matched) and says so in ``diagnoses``; otherwise the rules read only the per-interval data and
+the config, so the live service and ``replay`` apply them identically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -26,6 +29,15 @@ from analyzer.judge.results import Judgement, MetricResult
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
 
 SIDES = ("canary", "baseline")
+
+
+@dataclass(frozen=True)
+class Missing:
+    """What the caller found out about a metric's empty side: ``text`` for the reason, and
+    ``unmatched`` when a selector matches no series at all (no grace period then)."""
+
+    text: str
+    unmatched: bool = False
 
 
 def events(series: MetricSeries | None) -> tuple[float, float]:
@@ -53,9 +65,9 @@ def gated(results: tuple[MetricResult, ...]) -> list[MetricResult]:
     return [r for r in active if r.critical] or [r for r in active if r.threshold is not None]
 
 
-def _no_events_text(name: str, series: MetricSeries | None, diagnosis: str | None) -> str:
-    if diagnosis:
-        return f"{name}: {diagnosis}"
+def _no_events_text(name: str, series: MetricSeries | None, diagnosis: Missing | None) -> str:
+    if diagnosis is not None:
+        return f"{name}: {diagnosis.text}"
     totals = dict(zip(SIDES, events(series), strict=True))
     empty = [side for side in SIDES if totals[side] <= 0]
     if len(empty) == 2:
@@ -67,32 +79,35 @@ def _no_events_text(name: str, series: MetricSeries | None, diagnosis: str | Non
 
 def require_evidence(judgement: Judgement, data: Mapping[str, MetricSeries],
                      config: CanaryConfig, *, intervals: int, final: bool,
-                     diagnoses: Mapping[str, str] | None = None) -> Judgement:
+                     diagnoses: Mapping[str, Missing] | None = None) -> Judgement:
     """``judgement`` with the no-evidence rules applied (see the module docstring).
 
     ``intervals`` is the number of complete intervals judged; ``diagnoses`` maps a metric to
-    what the caller found out about its missing data (e.g. "canary selector … matched no
+    what the caller found out about its missing data (e.g. "the canary selector … matches no
     series").
     """
     if judgement.verdict == "fail":
         return judgement
     diagnoses = diagnoses or {}
     gate = gated(judgement.metrics)
-    if final and not gate:
+    critical = [r for r in judgement.metrics if r.critical]
+    if final and (not gate or (critical and all(r.muted for r in critical))):
         return replace(judgement, verdict="inconclusive",
-                       reason="promotion gate: no metric is gated (every critical metric is "
-                              "muted); nothing can show the canary is within its margins")
+                       reason="promotion gate: every critical metric is muted (or no metric "
+                              "is judged), so nothing shows the canary is within its margins")
     missing = []
+    unmatched = False
     for result in gate:
-        if intervals == 0 and result.name not in diagnoses:
+        found = diagnoses.get(result.name)
+        if intervals == 0 and found is None:
             continue  # a first look: nothing could be counted yet, and nothing looks wrong
         if empty_sides(data.get(result.name)):
-            missing.append(_no_events_text(result.name, data.get(result.name),
-                                           diagnoses.get(result.name)))
+            missing.append(_no_events_text(result.name, data.get(result.name), found))
+            unmatched = unmatched or (found is not None and found.unmatched)
     if not missing:
         return judgement
     grace = config.judge.nodata_grace
-    if intervals >= grace:
+    if intervals >= grace or unmatched:
         split = judgement.traffic
         if split is not None and not split.split_ok:
             missing.append(f"traffic split: {split.reason}")

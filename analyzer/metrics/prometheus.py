@@ -96,40 +96,58 @@ class PrometheusClient:
             raise ValueError("end is before start")
         if (end - start).total_seconds() / step_seconds + 1 > MAX_POINTS:
             raise ValueError(f"more than {MAX_POINTS} points per series; use a larger step")
-        self.queries.append(query)
-        began = time.monotonic()
-        try:
-            # The library rounds start/end to whole seconds; these params override them.
-            params = {"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
-            result = self._client.custom_query_range(query, start, end, repr(float(step_seconds)),
-                                                     params=params)
-            return _parse_result(result)
-        except PrometheusUnavailable:
-            raise
-        except requests.RequestException as exc:
-            raise PrometheusUnavailable(f"{self.url}: {_describe(exc, self.timeout)}") from None
-        except Exception as exc:
-            # Anything else (library exceptions, decoding surprises) is still "no usable answer".
-            raise PrometheusUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from None
-        finally:
-            if self._on_query is not None:
-                self._on_query(time.monotonic() - began)
+        # The library rounds start/end to whole seconds; these params override them.
+        params = {"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
+        result = self._ask(query, lambda: self._client.custom_query_range(
+            query, start, end, repr(float(step_seconds)), params=params))
+        return _parse_result(result)
 
 
     def series_labels(self, query: str, at: datetime) -> list[dict[str, str]]:
         """The label sets of the series ``query`` returns at ``at`` (an instant query).
 
-        Used to tell *why* a range query came back empty: which side's selector matches
-        nothing, and what the namespace does have. Failures are ``PrometheusUnavailable``
-        like every other query, so an unreachable Prometheus is a 503 even on a call whose
-        window holds no complete interval yet.
+        Every judge call asks Prometheus at least this, so an unreachable Prometheus is a 503
+        even on a call whose window holds no complete interval yet.
         """
         if at.tzinfo is None:
             raise ValueError("at must be a timezone-aware datetime")
+        result = self._ask(query, lambda: self._client.custom_query(
+            query, params={"time": f"{at.timestamp():.3f}"}))
+        if not isinstance(result, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("metric"), dict)
+                for item in result):
+            raise PrometheusUnavailable("answer has a malformed vector")
+        return [{str(k): str(v) for k, v in item["metric"].items()} for item in result]
+
+    def has_series(self, selector: str, start: datetime, end: datetime) -> bool:
+        """Whether any series matching ``selector`` (``name{matchers}``) existed between
+        ``start`` and ``end``: an index lookup (``/api/v1/series``), cheap over days, that
+        tells a Service whose series have not appeared *yet* from one that never had any."""
+        result = self._ask(f"series {selector}", lambda: self._client.get_series(
+            start, end, params={"match[]": selector}))
+        if not isinstance(result, list):
+            raise PrometheusUnavailable("series answer is not a list")
+        return bool(result)
+
+    def label_values(self, label: str, selector: str, start: datetime, end: datetime
+                     ) -> list[str]:
+        """Values of ``label`` on the series matching ``selector`` between ``start`` and
+        ``end``: an index lookup, cheap over days (what a namespace has, for diagnoses)."""
+        params = {"match[]": selector, "start": f"{start.timestamp():.3f}",
+                  "end": f"{end.timestamp():.3f}"}
+        result = self._ask(f"values of {label} in {selector}",
+                           lambda: self._client.get_label_values(label, params=params))
+        if not isinstance(result, list):
+            raise PrometheusUnavailable("label values answer is not a list")
+        return [str(value) for value in result]
+
+    def _ask(self, query: str, call: Callable[[], Any]) -> Any:
+        """Runs one request of the library, recording it and turning every failure into
+        ``PrometheusUnavailable``."""
         self.queries.append(query)
         began = time.monotonic()
         try:
-            result = self._client.custom_query(query, params={"time": f"{at.timestamp():.3f}"})
+            return call()
         except PrometheusUnavailable:
             raise
         except requests.RequestException as exc:
@@ -139,11 +157,6 @@ class PrometheusClient:
         finally:
             if self._on_query is not None:
                 self._on_query(time.monotonic() - began)
-        if not isinstance(result, list) or not all(
-                isinstance(item, dict) and isinstance(item.get("metric"), dict)
-                for item in result):
-            raise PrometheusUnavailable("answer has a malformed vector")
-        return [{str(k): str(v) for k, v in item["metric"].items()} for item in result]
 
 
 class _BudgetSession(requests.Session):
