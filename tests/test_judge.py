@@ -176,3 +176,16 @@ def test_reported_numbers_are_finite_or_none():
     metric = result.metrics[0]
     assert math.isfinite(metric.effect)
     assert metric.interval[0] >= 0
+
+
+def test_a_metric_whose_test_raises_is_an_error_not_a_crash() -> None:
+    """Counts too large for floating point make the rate test divide by zero: that metric is
+    ``error`` and, being critical, makes the verdict ``inconclusive``; the others are judged."""
+    broken = RatioSeries(np.array([1e308]), np.array([np.inf]), np.array([1.0]),
+                         np.array([100.0]))
+    judgement = judge({"error-rate": broken}, default_config())
+    classes = {m.name: m.classification for m in judgement.metrics}
+    assert classes == {"error-rate": "error", "latency": "nodata"}
+    assert judgement.verdict == "inconclusive"
+    assert "could not judge error-rate" in judgement.reason
+    assert "ZeroDivisionError" in judgement.metrics[0].reason

@@ -99,6 +99,10 @@ class MetricConfig(_Strict):
     def _error_codes(cls, value: str) -> str:
         if not re.fullmatch(r"[0-9.|*+?()\[\]-]{1,64}", value):
             raise ValueError("error_codes must be a simple regex of response codes, e.g. '5..|0'")
+        try:
+            re.compile(value)  # compiled here, so it cannot fail later inside a judge call
+        except re.error as exc:
+            raise ValueError(f"error_codes is not a valid regex: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ repeated looks and the docs say so.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 
@@ -25,6 +26,7 @@ from analyzer.judge.scoring import decide
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
 from analyzer.judge.traffic import check_split
 
+log = logging.getLogger("analyzer.judge")
 _LOG_E_CAP = 700.0  # exp() of more overflows a float; such evidence is reported as 1e300+
 
 
@@ -210,6 +212,31 @@ def _missing(metric: MetricConfig) -> MetricResult:
         counts_as_failure=metric.must_have_data and not metric.critical)
 
 
+def _broken(metric: MetricConfig, exc: Exception) -> MetricResult:
+    empty = SideSummary(0.0, None)
+    return MetricResult(
+        name=metric.name, classification="error", critical=metric.critical,
+        direction=metric.direction, test=metric.resolved_test, canary=empty, baseline=empty,
+        effect=None, interval=None, e_value=None, threshold=None, allowed=_allowed(metric),
+        promotion_margin=metric.resolved_promotion_margin, within_margin=False,
+        reason=f"the {metric.resolved_test} test failed on this data: "
+               f"{type(exc).__name__}: {exc}"[:300],
+        group=metric.resolved_group, muted=metric.muted)
+
+
+def _isolated(metric: MetricConfig, series: MetricSeries | None, config: CanaryConfig, *,
+              intervals: bool) -> MetricResult:
+    """One metric's result, or its ``error`` result when its statistics raise: one metric's
+    numerical trouble must not take the other metrics (or the service) down with it."""
+    try:
+        return judge_metric(metric, series, config, intervals=intervals)
+    except JudgeInputError:
+        raise
+    except Exception as exc:
+        log.exception("metric %s: the %s test raised", metric.name, metric.resolved_test)
+        return _broken(metric, exc)
+
+
 def judge_metric(metric: MetricConfig, series: MetricSeries | None, config: CanaryConfig, *,
                  intervals: bool = True) -> MetricResult:
     if series is None or len(series) == 0:
@@ -255,7 +282,7 @@ def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool
     weight really in force (the live service knows the current weight, not its history).
     ``diagnoses`` (metric → why it has no data) goes into the no-evidence reason.
     """
-    results = [judge_metric(m, data.get(m.name), config, intervals=intervals)
+    results = [_isolated(m, data.get(m.name), config, intervals=intervals)
                for m in config.metrics]
     traffic = None
     sides = requests_per_side(data, config)

@@ -95,6 +95,10 @@ def require_evidence(judgement: Judgement, data: Mapping[str, MetricSeries],
         return replace(judgement, verdict="inconclusive",
                        reason="promotion gate: every critical metric is muted (or no metric "
                               "is judged), so nothing shows the canary is within its margins")
+    broken = [r for r in gate if r.classification == "error"]
+    if broken:
+        return replace(judgement, verdict="inconclusive", reason="could not judge " + "; ".join(
+            f"{r.name}: {r.reason}" for r in broken))
     missing = []
     unmatched = False
     for result in gate:

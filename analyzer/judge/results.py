@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from analyzer.judge.traffic import TrafficCheck
 
-Classification = Literal["pass", "high", "low", "nodata"]
+Classification = Literal["pass", "high", "low", "nodata", "error"]
+"""``error``: the metric's test raised on this data; the other metrics are still judged."""
 Verdict = Literal["pass", "fail", "inconclusive"]
 
 

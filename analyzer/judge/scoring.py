@@ -28,7 +28,7 @@ def group_scores(results: list[MetricResult]) -> dict[str, float]:
         if result.muted:
             continue
         counted.setdefault(result.group, 0)
-        if result.classification == "nodata" and not result.counts_as_failure:
+        if result.classification in ("nodata", "error") and not result.counts_as_failure:
             continue
         counted[result.group] += 1
         if not result.harmful:
