@@ -226,7 +226,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             client.close()
         telemetry.prometheus_up.set(1 if ready else 0)
-        body = {"prometheus": {"url": settings.prometheus_url, "ready": ready}}
+        body: dict[str, Any] = {"prometheus": {"url": settings.prometheus_url, "ready": ready}}
+        if not ready:  # every 503 says why in "error", like the judge's
+            body["error"] = f"prometheus at {settings.prometheus_url} is not ready"
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
