@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -347,29 +348,59 @@ def test_store_unwritable_at_start(prometheus: PrometheusServer, tmp_path: Path,
         _make_writable(fresh, existing, existing / "analyzer.db")
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of its own, so the test can fill it (root and mount(2) needed)."""
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "canary-test",
+                              str(mountpoint)], capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Writes a file until the filesystem is full."""
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
 def test_store_unwritable_at_runtime(prometheus: PrometheusServer, dataset: Dataset,
-                                     tmp_path: Path, readonly_capable: tuple[str, ...]) -> None:
-    """The database becomes read-only under a running service: 503 per call, recovery when
-    it is writable again, without a restart and without losing or doubling an evaluation."""
-    directory = tmp_path / "db"
-    directory.mkdir()
-    database = directory / "analyzer.db"
-    service = ServeProcess(tmp_path, prometheus.url, str(database), wrapper=readonly_capable)
+                                     tmp_path: Path, small_disk: Path) -> None:
+    """The database's disk fills up under a running service (an ``emptyDir`` at its
+    ``sizeLimit``, a full volume): 503 per call, recovery when space is back, without a
+    restart and without losing or doubling an evaluation. (A read-only ``chmod`` is no test
+    of this in WAL mode: the open WAL file stays writable, as it would on a real volume.)"""
+    database = small_disk / "analyzer.db"
+    service = ServeProcess(tmp_path, prometheus.url, str(database))
     service.start(timeout=30)
     try:
-        first = judge(service, body(dataset, "read-only", 5))
+        first = judge(service, body(dataset, "disk-full", 5))
         assert first.status == 200
-        database.chmod(0o444)
-        directory.chmod(0o555)
+        filler = _fill(small_disk)
         try:
-            refused = judge(service, body(dataset, "read-only", 6))
+            refused = judge(service, body(dataset, "disk-full", 6))
+            readable = call(f"{service.url}/api/v1/analyses")
         finally:
-            _make_writable(directory, database)
+            filler.unlink()
         assert refused.status == 503 and "store unavailable" in refused.body["error"]
-        again = judge(service, body(dataset, "read-only", 6))
+        assert "full" in refused.body["error"]
+        assert readable.status == 200  # what is stored can still be read
+        again = judge(service, body(dataset, "disk-full", 6))
         assert again.status == 200 and again.body["analysis_id"] == first.body["analysis_id"]
         assert len(evaluations(service, first.body["analysis_id"])) == 2
-        report("unwritable-at-runtime", seconds_to_503=refused.seconds)
+        report("disk-full-at-runtime", seconds_to_503=refused.seconds)
     finally:
         service.stop()
 
@@ -389,7 +420,7 @@ def test_store_locked(service: ServeProcess, fault: FaultProxy, dataset: Dataset
     finally:
         holder.rollback()
     assert locked.status == 503 and "database is locked" in locked.body["error"]
-    assert listing.status == 503 and "store unavailable" in listing.body["error"]
+    assert listing.status == 200  # WAL: a writer's lock does not hold up readers
     assert 1.5 < locked.seconds < ARGO_TIMEOUT - 2.5
     holder.execute("BEGIN EXCLUSIVE")  # held for 0.5 s only: within the bounded wait
     timer = threading.Timer(0.5, holder.rollback)
@@ -449,5 +480,39 @@ def test_service_killed_mid_evaluation(fault: FaultProxy, dataset: Dataset,
         listing = call(f"{service.url}/api/v1/analyses?rollout=killed").body["analyses"]
         assert len(listing) == 1
         report("killed-mid-evaluation", restart_seconds=restart)
+    finally:
+        service.stop()
+
+
+def test_32_concurrent_callers_on_sqlite_get_no_lock_errors(prometheus: PrometheusServer,
+                                                             dataset: Dataset,
+                                                             tmp_path: Path) -> None:
+    """The default store under the concurrency it advertises: 32 callers, each an
+    AnalysisRun of its own rollout posting 4 looks back to back, on one SQLite file. No call
+    may answer 503 "database is locked" (WAL lets readers and the writer proceed together,
+    and a write that meets a lock waits its turn within the bound)."""
+    service = ServeProcess(tmp_path, prometheus.url, str(tmp_path / "analyzer.db"))
+    service.start(timeout=30)
+    answers: list[Answer] = []
+    barrier = threading.Barrier(32)
+
+    def caller(number: int) -> None:
+        barrier.wait(30)
+        for k in range(5, 9):
+            answers.append(call(f"{service.url}/api/v1/judge",
+                                body(dataset, f"concurrent-{number}", k), timeout=30))
+
+    try:
+        threads = [threading.Thread(target=caller, args=(n,)) for n in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        statuses = [a.status for a in answers]
+        assert len(answers) == 128
+        assert statuses.count(200) == 128, [a.raw for a in answers if a.status != 200][:3]
+        listing = call(f"{service.url}/api/v1/analyses?limit=100").body["analyses"]
+        assert len(listing) == 32
+        report("concurrent-32", slowest_seconds=max(a.seconds for a in answers))
     finally:
         service.stop()

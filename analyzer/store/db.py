@@ -18,6 +18,8 @@ after a bounded wait, which the API answers with 503 — a transient Error that 
 from __future__ import annotations
 
 import json
+import random
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -62,6 +64,11 @@ class StoreUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+    @property
+    def locked(self) -> bool:
+        """Another connection holds a lock: worth trying again while time is left."""
+        return "database is locked" in self.reason or "database is busy" in self.reason
 
 
 class Base(DeclarativeBase):
@@ -171,6 +178,7 @@ class Store:
     """
 
     def __init__(self, url: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.lock_timeout = lock_timeout
         url = database_url(url)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
@@ -225,6 +233,24 @@ class Store:
     def record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                window_end: datetime, verdict: str, score: float, final: bool,
                response: dict[str, Any], queries: list[str]) -> Recorded:
+        """Stores one evaluation (see ``_record``), trying again while ``lock_timeout`` lasts
+        when a lock is met without waiting: in WAL mode a write transaction that began as a
+        read gets SQLITE_BUSY at once, not after the busy timeout, if another writer
+        committed first. The failed transaction left nothing, so trying again is safe."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return self._record(key, config_name, start, at=at, window_end=window_end,
+                                    verdict=verdict, score=score, final=final,
+                                    response=response, queries=queries)
+            except StoreUnavailable as exc:
+                if not exc.locked or time.monotonic() >= deadline:
+                    raise
+                time.sleep(random.uniform(0.005, 0.05))
+
+    def _record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
+                window_end: datetime, verdict: str, score: float, final: bool,
+                response: dict[str, Any], queries: list[str]) -> Recorded:
         """Stores one evaluation in the open session of ``key``, creating the session on the
         first call, and returns its id. ``response`` is stored with that id in
         ``analysis_id``; the caller's dict is not changed.
@@ -334,8 +360,16 @@ def _close_other_revisions(db: Any, key: SessionKey, at: datetime) -> tuple[str,
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """Foreign keys on; a database file in WAL mode, so that reads never wait for the writer
+    nor the writer for reads (in the default rollback journal, 16 concurrent callers saw
+    4% of calls 503 "database is locked"). ``synchronous=NORMAL`` is WAL's usual pairing: a
+    power loss may drop the last commits, never corrupt the file."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA database_list")
+    if any(row[2] for row in cursor.fetchall() if row[1] == "main"):  # a file, not :memory:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
