@@ -268,7 +268,10 @@ def test_first_call_without_start_opens_a_session(prometheus: PrometheusServer,
         "baseline_service": "healthy-stable"})
     assert first.status_code == 200, first.text
     data = first.json()
-    assert data["verdict"] == "pass"  # no harm shown on an empty window
+    # The session starts now; the example's series are from January, so at this first look
+    # neither side matches a series: no evidence, and the answer says so (never a pass).
+    assert data["verdict"] == "inconclusive"
+    assert "the canary selector" in data["reason"] and "matches no series" in data["reason"]
     assert all(m["classification"] == "nodata" for m in data["metrics"])
     final = client.post("/api/v1/judge", json={
         "namespace": NS, "rollout": "healthy", "canary_service": "healthy-canary",
