@@ -109,11 +109,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analyzer.api.app import Settings, create_app
     from analyzer.api.auth import TokenFileError
     from analyzer.config import load_config_dir
+    from analyzer.database_url import DatabaseUrlError, resolve_database_url
     from analyzer.store import StoreUnavailable
 
     configs = load_config_dir(args.config_dir)  # a bad config dir exits 2 before listening
+    try:
+        database_url = resolve_database_url(args.database, args.database_file)
+    except DatabaseUrlError as exc:
+        raise UsageError(str(exc)) from None
     settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
-                        database_url=args.database, kubeconfig=args.kubeconfig,
+                        database_url=database_url, kubeconfig=args.kubeconfig,
                         in_cluster=args.in_cluster, configs=configs,
                         token_file=args.token_file)
     try:
@@ -268,8 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--prometheus", default="http://localhost:9090", metavar="URL")
     serve.add_argument("--config-dir", metavar="DIR", help="canary configs (*.yaml, *.json)")
-    serve.add_argument("--database", default="canary-analyzer.db", metavar="URL",
-                       help="SQLAlchemy URL or SQLite file path (default: %(default)s)")
+    database = serve.add_mutually_exclusive_group()
+    database.add_argument("--database", metavar="URL",
+                          help="SQLAlchemy URL or SQLite file path (default: "
+                               "$CANARY_ANALYZER_DATABASE, else canary-analyzer.db); a URL "
+                               "with a password belongs in --database-file or the variable, "
+                               "not on the command line")
+    database.add_argument("--database-file", metavar="PATH",
+                          help="read the database URL from PATH (e.g. a mounted Secret)")
     serve.add_argument("--token-file", metavar="PATH",
                        help="require 'Authorization: Bearer <token>' on /api/v1/*, the token "
                             "read from PATH (re-read when it changes, e.g. a Secret volume)")
