@@ -28,6 +28,7 @@ from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.mesh.client import KubeClient
 from analyzer.mesh.rollout import canary_weight_for
+from analyzer.metrics.connection import PrometheusConnection
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
 from analyzer.store import Store, StoreUnavailable
@@ -54,6 +55,7 @@ class Settings:
     in_cluster: bool = False
     configs: dict[str, CanaryConfig] | None = field(default=None)
     token_file: str | None = None
+    prometheus: PrometheusConnection | None = None  # auth/TLS/headers; else prometheus_url
 
 
 def _no_constants(name: str) -> Any:
@@ -96,7 +98,8 @@ def create_app(settings: Settings) -> FastAPI:
     def client_factory(on_query: Any = None) -> PrometheusClient:
         # The timeout is also the budget of all queries of one analysis together, so a slow
         # Prometheus makes the call a 503 well inside Argo's default 10 s timeoutSeconds.
-        return PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout,
+        return PrometheusClient(settings.prometheus or settings.prometheus_url,
+                                timeout=settings.prometheus_timeout,
                                 budget=settings.prometheus_timeout, on_query=on_query)
 
     analyzer = Analyzer(configs, client_factory, store=store, telemetry=telemetry,
