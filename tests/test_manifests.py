@@ -382,12 +382,15 @@ def policy_violations(obj: Obj) -> list[str]:
 
 
 SECRET_PLACEHOLDER = "<secret {name}/{key}>"
+HASH_PLACEHOLDER = "<pod-template-hash {which}>"
 
 
 def resolve_args(template: Obj, supplied: list[Obj], rollout: Obj) -> dict[str, str]:
     """Template defaults overridden by the Rollout's args; fieldRef metadata.* from the Rollout;
     a template arg from ``valueFrom.secretKeyRef`` (read by the controller from a Secret in the
-    run's namespace) resolves to a placeholder naming the Secret and key."""
+    run's namespace) resolves to a placeholder naming the Secret and key, and a Rollout arg from
+    ``valueFrom.podTemplateHashValue`` (the Latest or Stable ReplicaSet's hash, known only at
+    run time) to a placeholder naming which."""
     values: dict[str, str | None] = {}
     for arg in template["spec"]["args"]:
         ref = arg.get("valueFrom", {}).get("secretKeyRef")
@@ -399,6 +402,10 @@ def resolve_args(template: Obj, supplied: list[Obj], rollout: Obj) -> dict[str, 
             f"{template['metadata']['name']} does not declare")
         if "value" in arg:
             values[arg["name"]] = arg["value"]
+        elif "podTemplateHashValue" in arg["valueFrom"]:
+            which = arg["valueFrom"]["podTemplateHashValue"]
+            assert which in ("Latest", "Stable"), which
+            values[arg["name"]] = HASH_PLACEHOLDER.format(which=which)
         else:
             field_path = arg["valueFrom"]["fieldRef"]["fieldPath"]
             node: Any = rollout
@@ -919,6 +926,8 @@ def test_example_analysis_args_resolve_to_a_judge_request(name: str) -> None:
             assert body["baseline_service"] == rollout["spec"]["strategy"]["canary"][
                 "stableService"], where
             assert body.get("final", "false") in ("true", "false"), where
+            # The canary's pod-template hash keys the session (DESIGN §3 canary_revision).
+            assert body["canary_revision"] == HASH_PLACEHOLDER.format(which="Latest"), where
             bodies.append(body)
 
     if name == "istio-canary":
@@ -1036,3 +1045,17 @@ def test_dockerfile() -> None:
     assert "EXPOSE 8080" in lines
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and "!analyzer/" in ignore and "!pyproject.toml" in ignore
+
+
+@needs_crds
+def test_pod_template_hash_comes_from_the_rollout_not_the_template() -> None:
+    """The CRDs allow ``valueFrom.podTemplateHashValue`` in a Rollout's analysis args only;
+    in an AnalysisTemplate's args the strict schema refuses it (the API server would prune it
+    and the run would fail on an unresolved argument)."""
+    pytest.importorskip("jsonschema", reason="pip package jsonschema missing")
+    template = yaml.safe_load((DEPLOY / "examples/istio-canary/analysistemplate.yaml")
+                              .read_text())
+    (arg,) = [a for a in template["spec"]["args"] if a["name"] == "canary-revision"]
+    assert arg == {"name": "canary-revision"}
+    arg["valueFrom"] = {"podTemplateHashValue": "Latest"}
+    assert any("podTemplateHashValue" in e for e in crd_errors(template))
