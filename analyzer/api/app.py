@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, WeightSource
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
+from analyzer.api.hostile import CountUnhandledErrors, nesting_error
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.mesh.client import KubeClient
 from analyzer.mesh.rollout import canary_weight_for
@@ -171,6 +172,8 @@ def create_app(settings: Settings) -> FastAPI:
                                        status=str(response.status_code)).inc()
         return response
 
+    app.add_middleware(CountUnhandledErrors, counter=telemetry.http_requests)
+
     @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)",
               dependencies=guard)
     async def judge_post(request: Request) -> Response:
@@ -184,6 +187,8 @@ def create_app(settings: Settings) -> FastAPI:
             body += chunk
             if len(body) > MAX_BODY:
                 return rejected(RequestError("body", f"body larger than {MAX_BODY} bytes", 413))
+        if (too_deep := nesting_error(bytes(body))) is not None:
+            return rejected(RequestError("body", too_deep, 400))
         try:
             data = json.loads(bytes(body), parse_constant=_no_constants)
         except (ValueError, UnicodeDecodeError) as exc:
