@@ -15,6 +15,7 @@ from pathlib import Path
 
 from analyzer.config import CanaryConfig, ConfigError, load_config
 from analyzer.judge.evaluate import JudgeInputError
+from analyzer.logs import LOG_FORMATS
 from analyzer.mesh.cli import add_weights_parser
 from analyzer.metrics.connection import (
     ConnectionSettingsError,
@@ -123,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analyzer.api.auth import TokenFileError
     from analyzer.config import load_config_dir
     from analyzer.database_url import DatabaseUrlError, resolve_database_url
+    from analyzer.logs import configure_logging
     from analyzer.store import StoreUnavailable
 
     configs = load_config_dir(args.config_dir)  # a bad config dir exits 2 before listening
@@ -142,7 +144,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:  # cannot open, migrate or write --database: say so, exit 1
         print(f"canary-analyzer serve: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # Only now: the exits above print one plain line to stderr. log_config=None keeps
+    # uvicorn's loggers on this handler instead of its own.
+    configure_logging(args.log_format)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)
     return EXIT_OK
 
 
@@ -305,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-file", metavar="PATH",
                        help="require 'Authorization: Bearer <token>' on /api/v1/*, the token "
                             "read from PATH (re-read when it changes, e.g. a Secret volume)")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default="json",
+                       help="json: one JSON object per line on stdout, for a log platform "
+                            "(default); text: for reading by hand")
     kube = serve.add_mutually_exclusive_group()
     kube.add_argument("--kubeconfig", metavar="PATH",
                       help="read canary weights (for requests without canary_weight) from "

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, WeightSource
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
 from analyzer.api.hostile import CountUnhandledErrors, nesting_error
+from analyzer.api.requestlog import LogJudgeCalls
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.mesh.client import KubeClient
 from analyzer.mesh.rollout import canary_weight_for
@@ -173,6 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     app.add_middleware(CountUnhandledErrors, counter=telemetry.http_requests)
+    app.add_middleware(LogJudgeCalls)
 
     @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)",
               dependencies=guard)

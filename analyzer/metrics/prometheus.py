@@ -29,6 +29,8 @@ import urllib3
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from analyzer.logs import note_prometheus_time
+
 if TYPE_CHECKING:
     from analyzer.metrics.connection import PrometheusConnection
 
@@ -123,8 +125,10 @@ class PrometheusClient:
             # Anything else (library exceptions, decoding surprises) is still "no usable answer".
             raise PrometheusUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from None
         finally:
+            elapsed = time.monotonic() - began
+            note_prometheus_time(elapsed)
             if self._on_query is not None:
-                self._on_query(time.monotonic() - began)
+                self._on_query(elapsed)
 
 
 class _BudgetSession(requests.Session):
