@@ -24,16 +24,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a JSON body."""
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_OPEN = np.frombuffer(b"[{", dtype=np.uint8)
-_CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # unrolled: linear, no backtracking
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def nesting_depth(raw: bytes) -> int:
     """The deepest nesting of ``[`` and ``{`` in a JSON text, brackets inside strings not
-    counted. Vectorised: a 64 KiB body costs well under a millisecond."""
-    codes = np.frombuffer(_STRING.sub(b"", raw), dtype=np.uint8)
-    steps = np.isin(codes, _OPEN).astype(np.int32) - np.isin(codes, _CLOSE).astype(np.int32)
+    counted. Strings and every other byte are dropped in C, and only the brackets left are
+    summed (vectorised), so even a 64 KiB body of brackets costs about a millisecond."""
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1)
     return int(np.cumsum(steps).max(initial=0))
 
 
