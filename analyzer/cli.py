@@ -15,7 +15,14 @@ from pathlib import Path
 
 from analyzer.config import CanaryConfig, ConfigError, load_config
 from analyzer.judge.evaluate import JudgeInputError
+from analyzer.logs import LOG_FORMATS
 from analyzer.mesh.cli import add_weights_parser
+from analyzer.metrics.connection import (
+    ConnectionSettingsError,
+    PrometheusConnection,
+    add_connection_flags,
+    connection_from_args,
+)
 from analyzer.metrics.dataset import DatasetError
 from analyzer.preview import add_preview_parser
 from analyzer.replay import (
@@ -35,6 +42,13 @@ EXIT_BAD_INPUT = 2
 
 class UsageError(Exception):
     """Bad input for a command; the message is printed and the exit status is 2."""
+
+
+def _connection(args: argparse.Namespace) -> PrometheusConnection:
+    try:
+        return connection_from_args(args)
+    except ConnectionSettingsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _config(path: str | None) -> CanaryConfig | None:
@@ -109,13 +123,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analyzer.api.app import Settings, create_app
     from analyzer.api.auth import TokenFileError
     from analyzer.config import load_config_dir
+    from analyzer.database_url import DatabaseUrlError, resolve_database_url
+    from analyzer.logs import configure_logging
     from analyzer.store import StoreUnavailable
 
     configs = load_config_dir(args.config_dir)  # a bad config dir exits 2 before listening
+    connection = _connection(args)
+    try:
+        database_url = resolve_database_url(args.database, args.database_file)
+    except DatabaseUrlError as exc:
+        raise UsageError(str(exc)) from None
     settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
-                        database_url=args.database, kubeconfig=args.kubeconfig,
+                        database_url=database_url, kubeconfig=args.kubeconfig,
                         in_cluster=args.in_cluster, configs=configs,
-                        token_file=args.token_file,
+                        token_file=args.token_file, prometheus=connection,
                         allow_inline_promql=args.allow_inline_promql)
     try:
         app = create_app(settings)  # a missing or empty --token-file exits 2 before listening
@@ -124,7 +145,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:  # cannot open, migrate or write --database: say so, exit 1
         print(f"canary-analyzer serve: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # Only now: the exits above print one plain line to stderr. log_config=None keeps
+    # uvicorn's loggers on this handler instead of its own.
+    configure_logging(args.log_format)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)
     return EXIT_OK
 
 
@@ -150,6 +174,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from analyzer.request import RequestError, parse_request
 
     config = _config(args.config) or default_config()
+    connection = _connection(args)
     end = _cli_time(args.end, "--end") or datetime.now(UTC)
     start = _cli_time(args.start, "--start") or end - timedelta(hours=1)
     body = {"namespace": args.namespace, "rollout": args.rollout,
@@ -157,7 +182,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
             "config": config.name, "start": start.timestamp(), "end": end.timestamp(),
             "final": args.final}
     analyzer = Analyzer({config.name: config},
-                        lambda on_query: PrometheusClient(args.prometheus, on_query=on_query))
+                        lambda on_query: PrometheusClient(connection, on_query=on_query))
     try:
         answer = analyzer.run(parse_request(body))
     except RequestError as exc:
@@ -192,6 +217,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from analyzer.metrics.istio import SideSelectors, fetch_window
     from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 
+    connection = _connection(args)
     start = _cli_time(args.start, "--start")
     end = _cli_time(args.end, "--end")
     assert start is not None and end is not None  # required flags
@@ -205,7 +231,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(f"--canary-service/--baseline-service/--namespace: {exc}") from None
     metrics = [m for m in default_config().metrics
                if m.kind in ("istio-error-rate", "istio-latency")]
-    client = PrometheusClient(args.prometheus)
+    try:
+        client = PrometheusClient(connection)
+    except PrometheusUnavailable as exc:
+        print(f"canary-analyzer export: prometheus unavailable: {exc.reason}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     try:
         window = fetch_window(client, metrics, sides, start, end, step)
     except PrometheusUnavailable as exc:
@@ -271,15 +301,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--prometheus", default="http://localhost:9090", metavar="URL")
+    add_connection_flags(serve)
     serve.add_argument("--config-dir", metavar="DIR", help="canary configs (*.yaml, *.json)")
-    serve.add_argument("--database", default="canary-analyzer.db", metavar="URL",
-                       help="SQLAlchemy URL or SQLite file path (default: %(default)s)")
+    database = serve.add_mutually_exclusive_group()
+    database.add_argument("--database", metavar="URL",
+                          help="SQLAlchemy URL or SQLite file path (default: "
+                               "$CANARY_ANALYZER_DATABASE, else canary-analyzer.db); a URL "
+                               "with a password belongs in --database-file or the variable, "
+                               "not on the command line")
+    database.add_argument("--database-file", metavar="PATH",
+                          help="read the database URL from PATH (e.g. a mounted Secret)")
     serve.add_argument("--token-file", metavar="PATH",
                        help="require 'Authorization: Bearer <token>' on /api/v1/*, the token "
                             "read from PATH (re-read when it changes, e.g. a Secret volume)")
     serve.add_argument("--allow-inline-promql", action="store_true",
                        help="let a request's inline config run its own PromQL (off: inline "
                             "configs may use the built-in Istio metrics only)")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default="json",
+                       help="json: one JSON object per line on stdout, for a log platform "
+                            "(default); text: for reading by hand")
     kube = serve.add_mutually_exclusive_group()
     kube.add_argument("--kubeconfig", metavar="PATH",
                       help="read canary weights and revisions (for requests without "
@@ -316,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _prometheus_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prometheus", required=True, metavar="URL")
+    add_connection_flags(parser)
     parser.add_argument("--namespace", required=True, metavar="NS")
     parser.add_argument("--canary-service", required=True, metavar="S")
     parser.add_argument("--baseline-service", required=True, metavar="S")

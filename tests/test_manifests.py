@@ -63,9 +63,9 @@ CRD_FILES = {
     ("networking.istio.io", "Gateway"): "istio/gateway.yaml",
 }
 # The request fields of POST /api/v1/judge (DESIGN §3).
-JUDGE_FIELDS = {"namespace", "rollout", "canary", "baseline", "canary_service",
-                "baseline_service", "reporter", "config", "start", "end", "final",
-                "canary_weight"}
+JUDGE_FIELDS = {"namespace", "rollout", "canary_revision", "canary", "baseline",
+                "canary_service", "baseline_service", "reporter", "config", "start", "end",
+                "final", "canary_weight"}
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 Obj = dict[str, Any]
@@ -382,12 +382,15 @@ def policy_violations(obj: Obj) -> list[str]:
 
 
 SECRET_PLACEHOLDER = "<secret {name}/{key}>"
+HASH_PLACEHOLDER = "<pod-template-hash {which}>"
 
 
 def resolve_args(template: Obj, supplied: list[Obj], rollout: Obj) -> dict[str, str]:
     """Template defaults overridden by the Rollout's args; fieldRef metadata.* from the Rollout;
     a template arg from ``valueFrom.secretKeyRef`` (read by the controller from a Secret in the
-    run's namespace) resolves to a placeholder naming the Secret and key."""
+    run's namespace) resolves to a placeholder naming the Secret and key, and a Rollout arg from
+    ``valueFrom.podTemplateHashValue`` (the Latest or Stable ReplicaSet's hash, known only at
+    run time) to a placeholder naming which."""
     values: dict[str, str | None] = {}
     for arg in template["spec"]["args"]:
         ref = arg.get("valueFrom", {}).get("secretKeyRef")
@@ -399,6 +402,10 @@ def resolve_args(template: Obj, supplied: list[Obj], rollout: Obj) -> dict[str, 
             f"{template['metadata']['name']} does not declare")
         if "value" in arg:
             values[arg["name"]] = arg["value"]
+        elif "podTemplateHashValue" in arg["valueFrom"]:
+            which = arg["valueFrom"]["podTemplateHashValue"]
+            assert which in ("Latest", "Stable"), which
+            values[arg["name"]] = HASH_PLACEHOLDER.format(which=which)
         else:
             field_path = arg["valueFrom"]["fieldRef"]["fieldPath"]
             node: Any = rollout
@@ -593,7 +600,7 @@ def test_overlay_holds_the_analyzer_deployment(name: str) -> None:
                         ("--config-dir", "/etc/canary-analyzer/configs")]:
         assert args[args.index(flag) + 1] == value
     assert "--in-cluster" in args
-    assert sum(a == "--database" or a.startswith("--database=") for a in args) == 1
+    assert sum(a.split("=")[0] in ("--database", "--database-file") for a in args) == 1
 
     replicas = deployment["spec"]["replicas"]
     pdb = one(objs, "PodDisruptionBudget", ANALYZER)
@@ -630,6 +637,12 @@ def test_overlay_wiring(name: str) -> None:
     assert ports == {"http": 8080}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # Start-up runs the database migration before listening: the startupProbe gives it a
+    # minute before the liveness probe may restart the container.
+    startup = container["startupProbe"]
+    assert startup["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+    assert "initialDelaySeconds" not in container["livenessProbe"]
 
     service = one(objs, "Service", ANALYZER)
     assert selects(service["spec"]["selector"], pod_labels)
@@ -646,11 +659,14 @@ def test_overlay_wiring(name: str) -> None:
     one(objs, "ConfigMap", configs)
 
     account = one(objs, "ServiceAccount", pod["serviceAccountName"])
-    binding = one(objs, "ClusterRoleBinding", ANALYZER)
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
-                                    "namespace": ANALYZER_NAMESPACE}]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                  "kind": "ClusterRole", "name": ANALYZER}
+    assert account["metadata"]["name"] == ANALYZER
+    one(objs, "ClusterRole", ANALYZER)
+    # Dev binds the read-only role cluster-wide; prod only where a namespace binds it.
+    bindings = find(objs, "ClusterRoleBinding")
+    assert len(bindings) == {"dev": 1, "prod": 0}[name]
+    for binding in bindings:
+        assert binding["subjects"] == [ANALYZER_SUBJECT]
+        assert binding["roleRef"] == ANALYZER_ROLE_REF
 
     monitor = one(objs, "ServiceMonitor", ANALYZER)
     assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
@@ -676,26 +692,45 @@ def test_overlay_wiring(name: str) -> None:
         assert labels.get("app.kubernetes.io/part-of") == ANALYZER, obj["kind"]
 
 
+ANALYZER_SUBJECT = {"kind": "ServiceAccount", "name": ANALYZER, "namespace": ANALYZER_NAMESPACE}
+ANALYZER_ROLE_REF = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": ANALYZER}
+READ_VERBS = {"get", "list", "watch"}
+
+
+def granted(role: Obj) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for rule in role["rules"]
+            for group in rule["apiGroups"] for resource in rule["resources"]
+            for verb in rule["verbs"]}
+
+
 @needs_kubectl
 @pytest.mark.parametrize("name", OVERLAYS)
-def test_rbac_is_least_privilege(name: str) -> None:
+def test_rbac_is_read_only(name: str) -> None:
+    """`serve` only reads (one Rollout and one VirtualService by name); `weights set` runs with
+    the operator's own kubeconfig, so nothing here may write."""
     objs = build(name)
     assert not find(objs, "Role") and not find(objs, "RoleBinding")
     (role,) = find(objs, "ClusterRole")
-    granted = {(group, resource, verb) for rule in role["rules"]
-               for group in rule["apiGroups"] for resource in rule["resources"]
-               for verb in rule["verbs"]}
-    assert granted == {
-        ("networking.istio.io", "virtualservices", "get"),
-        ("networking.istio.io", "virtualservices", "list"),
-        ("networking.istio.io", "virtualservices", "watch"),
-        ("networking.istio.io", "virtualservices", "patch"),
-        ("argoproj.io", "rollouts", "get"),
-        ("argoproj.io", "rollouts", "list"),
-        ("argoproj.io", "rollouts", "watch"),
-    }
+    assert granted(role) == {("networking.istio.io", "virtualservices", "get"),
+                             ("argoproj.io", "rollouts", "get")}
+    assert all(verb in READ_VERBS for _, _, verb in granted(role))
     assert all("resourceNames" not in rule and "nonResourceURLs" not in rule
+               and "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
                for rule in role["rules"])
+
+
+@needs_kubectl
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_namespace_binds_the_read_only_role(name: str) -> None:
+    """With prod's namespaced RBAC the app namespace grants the analyzer its reads itself."""
+    objs = build(name)
+    (binding,) = find(objs, "RoleBinding")
+    assert binding["metadata"]["namespace"] == one(objs, "Rollout", "checkout")["metadata"][
+        "namespace"]
+    assert binding["roleRef"] == ANALYZER_ROLE_REF
+    assert binding["subjects"] == [ANALYZER_SUBJECT]
+    assert not find(objs, "Role") and not find(objs, "ClusterRole")
 
 
 @needs_kubectl
@@ -720,14 +755,18 @@ def test_configmap_configs_load_with_the_service_loader(name: str) -> None:
 
 
 @needs_kubectl
-def test_prod_reads_the_database_url_from_a_secret() -> None:
-    objs, _, container = analyzer_objects("prod")
-    assert "--database=$(CANARY_ANALYZER_DATABASE)" in container["args"]
+def test_prod_reads_the_database_url_from_a_secret_file() -> None:
+    objs, deployment, container = analyzer_objects("prod")
+    assert "--database-file=/var/run/secrets/canary-analyzer-database/url" in container["args"]
     assert not any("sqlite" in a or "postgres" in a for a in container["args"])
-    env = {e["name"]: e for e in container["env"]}
-    assert env["CANARY_ANALYZER_DATABASE"] == {
-        "name": "CANARY_ANALYZER_DATABASE",
-        "valueFrom": {"secretKeyRef": {"name": "canary-analyzer-database", "key": "url"}}}
+    mount = next(m for m in container["volumeMounts"]
+                 if m["mountPath"] == "/var/run/secrets/canary-analyzer-database")
+    assert mount["readOnly"] is True
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    secret = volumes[mount["name"]]["secret"]
+    assert secret["secretName"] == "canary-analyzer-database"
+    assert secret["items"] == [{"key": "url", "path": "url"}]
+    assert secret["defaultMode"] & 0o007 == 0, "the URL must not be world-readable"
 
     hpa = one(objs, "HorizontalPodAutoscaler", ANALYZER)
     assert hpa["apiVersion"] == "autoscaling/v2"
@@ -753,9 +792,34 @@ def test_no_literal_secrets(name: str) -> None:
                 for var in container.get("env", []):
                     if sensitive.search(var["name"]):
                         assert "value" not in var, f"{name}: {var['name']} is a literal"
-                for arg in container.get("args", []):
-                    assert not re.search(r"://[^/@\s]+:[^/@\s]+@", arg), (
-                        f"{name}: credentials in an argument: {arg}")
+                problems = argv_secret_problems(container)
+                assert not problems, f"{name}: {problems}"
+
+
+def argv_secret_problems(container: Obj) -> list[str]:
+    """Secrets that would reach the container's argv, which any user of the node can read in
+    /proc/<pid>/cmdline: credentials in a URL, or a Secret-backed env var that Kubernetes
+    expands from ``$(VAR)``."""
+    secret_vars = {var["name"] for var in container.get("env", [])
+                   if "secretKeyRef" in var.get("valueFrom", {})}
+    problems = []
+    for arg in container.get("command", []) + container.get("args", []):
+        if re.search(r"://[^/@\s]+:[^/@\s]+@", arg):
+            problems.append(f"credentials in an argument: {arg}")
+        expanded = set(re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg))
+        if expanded & secret_vars:
+            problems.append(f"Secret-backed env var expanded into an argument: {arg}")
+    return problems
+
+
+def test_argv_secret_checker_catches_the_old_prod_shape() -> None:
+    old = {"args": ["serve", "--database=$(CANARY_ANALYZER_DATABASE)",
+                    "--other=postgresql://u:pw@db/x"],
+           "env": [{"name": "CANARY_ANALYZER_DATABASE", "valueFrom": {"secretKeyRef": {
+               "name": "canary-analyzer-database", "key": "url"}}}]}
+    assert len(argv_secret_problems(old)) == 2
+    assert argv_secret_problems({"args": ["--database-file=/run/url", "$(PLAIN)"],
+                                 "env": [{"name": "PLAIN", "value": "x"}]}) == []
 
 
 @needs_kubectl
@@ -862,6 +926,8 @@ def test_example_analysis_args_resolve_to_a_judge_request(name: str) -> None:
             assert body["baseline_service"] == rollout["spec"]["strategy"]["canary"][
                 "stableService"], where
             assert body.get("final", "false") in ("true", "false"), where
+            # The canary's pod-template hash keys the session (DESIGN §3 canary_revision).
+            assert body["canary_revision"] == HASH_PLACEHOLDER.format(which="Latest"), where
             bodies.append(body)
 
     if name == "istio-canary":
@@ -979,3 +1045,17 @@ def test_dockerfile() -> None:
     assert "EXPOSE 8080" in lines
     ignore = (REPO / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and "!analyzer/" in ignore and "!pyproject.toml" in ignore
+
+
+@needs_crds
+def test_pod_template_hash_comes_from_the_rollout_not_the_template() -> None:
+    """The CRDs allow ``valueFrom.podTemplateHashValue`` in a Rollout's analysis args only;
+    in an AnalysisTemplate's args the strict schema refuses it (the API server would prune it
+    and the run would fail on an unresolved argument)."""
+    pytest.importorskip("jsonschema", reason="pip package jsonschema missing")
+    template = yaml.safe_load((DEPLOY / "examples/istio-canary/analysistemplate.yaml")
+                              .read_text())
+    (arg,) = [a for a in template["spec"]["args"] if a["name"] == "canary-revision"]
+    assert arg == {"name": "canary-revision"}
+    arg["valueFrom"] = {"podTemplateHashValue": "Latest"}
+    assert any("podTemplateHashValue" in e for e in crd_errors(template))

@@ -25,9 +25,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, RolloutSource
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
+from analyzer.api.hostile import CountUnhandledErrors, nesting_error
+from analyzer.api.requestlog import LogJudgeCalls
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.mesh.client import KubeClient
 from analyzer.mesh.facts import KUBE_TIMEOUT, CachedRolloutFacts
+from analyzer.metrics.connection import PrometheusConnection
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
 from analyzer.store import Store, StoreUnavailable
@@ -55,6 +58,7 @@ class Settings:
     configs: dict[str, CanaryConfig] | None = field(default=None)
     token_file: str | None = None
     allow_inline_promql: bool = False
+    prometheus: PrometheusConnection | None = None  # auth/TLS/headers; else prometheus_url
 
 
 def _no_constants(name: str) -> Any:
@@ -93,7 +97,8 @@ def create_app(settings: Settings) -> FastAPI:
     def client_factory(on_query: Any = None) -> PrometheusClient:
         # The timeout is also the budget of all queries of one analysis together, so a slow
         # Prometheus makes the call a 503 well inside Argo's default 10 s timeoutSeconds.
-        return PrometheusClient(settings.prometheus_url, timeout=settings.prometheus_timeout,
+        return PrometheusClient(settings.prometheus or settings.prometheus_url,
+                                timeout=settings.prometheus_timeout,
                                 budget=settings.prometheus_timeout, on_query=on_query)
 
     analyzer = Analyzer(configs, client_factory, store=store, telemetry=telemetry,
@@ -169,6 +174,9 @@ def create_app(settings: Settings) -> FastAPI:
                                        status=str(response.status_code)).inc()
         return response
 
+    app.add_middleware(CountUnhandledErrors, counter=telemetry.http_requests)
+    app.add_middleware(LogJudgeCalls)
+
     @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)",
               dependencies=guard)
     async def judge_post(request: Request) -> Response:
@@ -182,6 +190,8 @@ def create_app(settings: Settings) -> FastAPI:
             body += chunk
             if len(body) > MAX_BODY:
                 return rejected(RequestError("body", f"body larger than {MAX_BODY} bytes", 413))
+        if (too_deep := nesting_error(bytes(body))) is not None:
+            return rejected(RequestError("body", too_deep, 400))
         try:
             data = json.loads(bytes(body), parse_constant=_no_constants)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -220,15 +230,21 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/dependencies", summary="Whether Prometheus answers (not a readiness probe)")
     def dependencies() -> JSONResponse:
-        client = client_factory()
+        url = settings.prometheus.url if settings.prometheus else settings.prometheus_url
+        problem = None
         try:
-            ready = client.ready()
-        finally:
-            client.close()
+            client = client_factory()
+        except PrometheusUnavailable as exc:  # e.g. its token file has gone
+            ready, problem = False, exc.reason
+        else:
+            try:
+                ready = client.ready()
+            finally:
+                client.close()
         telemetry.prometheus_up.set(1 if ready else 0)
-        body: dict[str, Any] = {"prometheus": {"url": settings.prometheus_url, "ready": ready}}
+        body: dict[str, Any] = {"prometheus": {"url": url, "ready": ready}}
         if not ready:  # every 503 says why in "error", like the judge's
-            body["error"] = f"prometheus at {settings.prometheus_url} is not ready"
+            body["error"] = problem or f"prometheus at {url} is not ready"
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import math
+import ssl
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -27,6 +28,11 @@ import requests
 import urllib3
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
+
+from analyzer.logs import note_prometheus_time
+
+if TYPE_CHECKING:
+    from analyzer.metrics.connection import PrometheusConnection
 
 MAX_POINTS = 11_000
 """Prometheus refuses range queries of more points per series than this."""
@@ -50,18 +56,25 @@ class PrometheusClient:
     ``queries`` lists the PromQL of every query this client was asked to run, in order, so the
     caller can record what its answer was based on; ``on_query(seconds)`` is called with the
     wall time of every query, failed ones included (a slow failure is worth seeing in the
-    query-duration histogram).
+    query-duration histogram). ``server`` is a URL or a ``PrometheusConnection`` (auth, TLS,
+    tenant headers); its secret files are read here, and an unreadable one is
+    ``PrometheusUnavailable``.
     """
 
-    def __init__(self, url: str, *, timeout: float = 5.0, retries: int = 1,
-                 budget: float | None = None, headers: dict[str, str] | None = None,
+    def __init__(self, server: str | PrometheusConnection, *, timeout: float = 5.0,
+                 retries: int = 1, budget: float | None = None,
+                 headers: dict[str, str] | None = None,
                  on_query: Callable[[float], None] | None = None) -> None:
-        self.url = url.rstrip("/")
+        from analyzer.metrics.connection import PrometheusConnection
+
+        connection = PrometheusConnection(server) if isinstance(server, str) else server
+        self.url = connection.url.rstrip("/")
         self.timeout = timeout
         self.budget = budget
         self.queries: list[str] = []
         self._on_query = on_query
         self._session = _BudgetSession(budget)
+        connection.configure(self._session)
         # The hook sees the raw answer, which the library does not check for status "error".
         self._session.hooks["response"].append(_check_answer)
         retry = Retry(total=retries, read=0, backoff_factor=0.1,
@@ -155,8 +168,10 @@ class PrometheusClient:
         except Exception as exc:
             raise PrometheusUnavailable(f"{self.url}: {type(exc).__name__}: {exc}") from None
         finally:
+            elapsed = time.monotonic() - began
+            note_prometheus_time(elapsed)
             if self._on_query is not None:
-                self._on_query(time.monotonic() - began)
+                self._on_query(elapsed)
 
 
 class _BudgetSession(requests.Session):
@@ -200,6 +215,8 @@ def _root(exc: BaseException) -> BaseException:
 
 def _describe(exc: requests.RequestException, timeout: float) -> str:
     cause = _root(exc)
+    if isinstance(exc, requests.exceptions.SSLError) or isinstance(cause, ssl.SSLError):
+        return f"TLS failed ({cause})"
     # NewConnectionError subclasses urllib3's timeout error, so it is tested first.
     if isinstance(cause, urllib3.exceptions.NewConnectionError | ConnectionError):
         return f"cannot connect ({cause})"
@@ -224,9 +241,15 @@ def _check_answer(response: requests.Response, *args: Any, **kwargs: Any) -> Non
         body = None
     if response.status_code != 200:
         detail = (f"{body.get('errorType')}: {body.get('error')}" if isinstance(body, dict)
-                  else response.text[:200])
-        raise PrometheusUnavailable(f"HTTP {response.status_code} from {response.url.split('?')[0]}"
-                                    f": {detail}")
+                  else response.text[:200].strip())
+        where = response.url.split("?")[0]
+        if response.status_code in (401, 403):
+            # An auth proxy's refusal: say so, so a wrong token is not read as an outage.
+            refused = "credentials missing or rejected" if response.status_code == 401 else (
+                "access denied (credentials or tenant header)")
+            raise PrometheusUnavailable(f"HTTP {response.status_code} from {where}: {refused}"
+                                        f": {detail}")
+        raise PrometheusUnavailable(f"HTTP {response.status_code} from {where}: {detail}")
     if not isinstance(body, dict):
         raise PrometheusUnavailable(f"answer is not a JSON object: {response.text[:200]!r}")
     if body.get("status") != "success":
