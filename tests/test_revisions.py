@@ -276,6 +276,7 @@ def test_prometheus_down_on_the_first_call(make_client: Callable[..., TestClient
         assert answer.status_code == 503, answer.text
         assert argo_phase(answer.status_code, answer.content) == "Error"
     assert client.get("/api/v1/analyses").json() == {"analyses": []}
+    print(f"\nFAULT down-on-first-call: seconds_to_503={answer.elapsed.total_seconds():.2f}")
 
 
 INLINE_PROMQL = {"name": "mine", "metrics": [
@@ -363,6 +364,8 @@ def test_a_silent_kubernetes_api_cannot_push_a_call_past_the_deadline(
         seconds.append(time.monotonic() - began)
         assert answer.status_code == 200, answer.text
         assert answer.json()["traffic"]["canary_weight"] is None
+    print(f"\nFAULT kube-silent: first_call_seconds={seconds[0]:.2f}, "
+          f"cached_call_seconds={seconds[1]:.2f}")
     assert seconds[0] < 8.0, seconds
     assert seconds[1] < 1.0, seconds  # the failed lookup is cached
 
