@@ -112,8 +112,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from analyzer.demo import run_demo
-
+    try:  # tooling of a source checkout: the service and its image do without it
+        from devtools.demo import run_demo
+    except ImportError:
+        raise UsageError("demo: runs from a source checkout (make demo); this installation "
+                         "has no devtools package") from None
     return run_demo(examples=Path(args.examples), offline=args.offline)
 
 

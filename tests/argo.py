@@ -1,5 +1,5 @@
 """Argo semantics for the tests; the one implementation lives in ``analyzer.argo``."""
 
-from analyzer.argo import Phase, argo_phase
+from devtools.argo import Phase, argo_phase
 
 __all__ = ["Phase", "argo_phase"]

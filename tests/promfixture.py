@@ -1,12 +1,12 @@
 """A real Prometheus loaded with Istio-shaped data, for tests (DESIGN §10).
 
-The code lives in ``analyzer.metrics.openmetrics`` so the demo and the service benchmark use
+The code lives in ``devtools.openmetrics`` so the demo and the service benchmark use
 the same renderer, backfill and process manager; this module keeps the names tests import.
 """
 
 from __future__ import annotations
 
-from analyzer.metrics.openmetrics import (
+from devtools.openmetrics import (
     START,
     WORKLOADS,
     IstioSide,

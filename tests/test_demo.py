@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.demo import OFFLINE_ENV
-from analyzer.metrics.openmetrics import tools_missing
+from devtools.demo import OFFLINE_ENV
+from devtools.openmetrics import tools_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 REGRESSIONS = ("error-regression", "latency-regression")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from promfixture import PrometheusServer, free_port, istio_series, traffic_from_
 from analyzer.api.app import Settings, create_app
 from analyzer.metrics.dataset import Dataset, read_dataset
 from analyzer.replay import replay_dataset
+from devtools.analysisrun import run_analysis
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
@@ -88,21 +89,19 @@ def _t0(hours: float) -> float:
     return _example("healthy").start.timestamp() + hours * HOURS
 
 
-def run_analysis(client: TestClient, rollout: str, service: str, hours: float,
-                 looks: int = 61, **extra: Any) -> list[dict[str, Any]]:
+def analysis(client: TestClient, rollout: str, service: str, hours: float,
+             looks: int = 61, **extra: Any) -> list[dict[str, Any]]:
     """An AnalysisRun: one call per 30 s from the release's start (no ``start``: the session
     begins at the first call), ``final`` on the last, stopping at the first Failed."""
-    answers = []
-    for k in range(looks):
-        answer = client.post("/api/v1/judge", json={
-            "namespace": NS, "rollout": rollout, "canary_service": f"{service}-canary",
-            "baseline_service": f"{service}-stable", "end": _t0(hours) + 30 * k,
-            "final": k == looks - 1, **extra})
+    def post(payload: Mapping[str, Any]) -> tuple[int, bytes]:
+        answer = client.post("/api/v1/judge", json=dict(payload))
         assert answer.status_code == 200, answer.text
-        answers.append(answer.json())
-        if argo_phase(answer.status_code, answer.content) == "Failed":
-            break
-    return answers
+        return answer.status_code, answer.content
+
+    bodies = [{"namespace": NS, "rollout": rollout, "canary_service": f"{service}-canary",
+               "baseline_service": f"{service}-stable", "end": _t0(hours) + 30 * k, **extra}
+              for k in range(looks)]
+    return [look.answer for look in run_analysis(post, bodies) if look.answer is not None]
 
 
 def _first_fail(answers: list[dict[str, Any]]) -> int | None:
@@ -113,10 +112,10 @@ def _first_fail(answers: list[dict[str, Any]]) -> int | None:
 def test_each_revision_is_its_own_analysis(prometheus: PrometheusServer,
                                            make_client: Callable[..., TestClient]) -> None:
     client = make_client(prometheus.url)
-    fresh = _first_fail(run_analysis(client, "fresh", "fresh", 6))
+    fresh = _first_fail(analysis(client, "fresh", "fresh", 6))
     assert fresh is not None
 
-    runs = {revision: run_analysis(client, "relay", "relay", hours, canary_revision=revision)
+    runs = {revision: analysis(client, "relay", "relay", hours, canary_revision=revision)
             for revision, _, hours in RELEASES}
     ids = {revision: {a["analysis_id"] for a in answers} for revision, answers in runs.items()}
     assert all(len(found) == 1 for found in ids.values())
@@ -144,9 +143,9 @@ def test_without_a_revision_a_later_release_continues_the_analysis(
     """What the revision is for: without it the fixed release is judged on a window that
     starts with the bad one, and the answer says that revisions are not told apart."""
     client = make_client(prometheus.url)
-    bad = run_analysis(client, "relay", "relay", 0)
+    bad = analysis(client, "relay", "relay", 0)
     assert _first_fail(bad) is not None
-    fixed = run_analysis(client, "relay", "relay", 3, looks=2)
+    fixed = analysis(client, "relay", "relay", 3, looks=2)
     assert fixed[0]["analysis_id"] == bad[0]["analysis_id"]
     assert fixed[0]["window"]["start"] == "2026-01-05T10:00:00Z"
     assert fixed[0]["verdict"] == "fail"
@@ -176,13 +175,13 @@ def test_revision_from_the_rollout(prometheus: PrometheusServer,
     try:
         client = make_client(prometheus.url,
                              kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
-        first = run_analysis(client, "relay", "relay", 0, looks=3)
+        first = analysis(client, "relay", "relay", 0, looks=3)
         assert first[0]["session"]["revision"] == "aaa111"
         assert first[0]["session"]["revision_source"] == "rollout"
         assert first[0]["notes"] == []
         rollout("bbb222")
         time.sleep(5.1)  # the lookup is cached for 5 s
-        second = run_analysis(client, "relay", "relay", 3, looks=3)
+        second = analysis(client, "relay", "relay", 3, looks=3)
         assert second[0]["session"]["revision"] == "bbb222"
         assert second[0]["analysis_id"] != first[0]["analysis_id"]
         assert second[0]["window"]["start"] == "2026-01-05T13:00:00Z"

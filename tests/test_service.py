@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from promfixture import PrometheusServer, free_port, istio_series, traffic_from_
 from analyzer.api.app import Settings, create_app
 from analyzer.judge.series import RatioSeries
 from analyzer.metrics.dataset import Dataset, read_dataset
+from devtools.analysisrun import run_analysis
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
@@ -110,34 +111,19 @@ def body(name: str, dataset: Dataset, k: int, **extra: Any) -> dict[str, Any]:
 
 def analysis_run(client: TestClient, name: str, dataset: Dataset) -> list[str]:
     """Argo phases of one AnalysisRun, stopping at the first Failed; the last look is final."""
-    phases = []
+    def post(payload: Mapping[str, Any]) -> tuple[int, bytes]:
+        answer = client.post("/api/v1/judge", json=dict(payload))
+        return answer.status_code, answer.content
+
+    bodies = []
     for k in range(1, len(dataset) + 1):
-        final = k == len(dataset)
         weight = None if dataset.canary_weight is None else float(dataset.canary_weight[k - 1])
-        answer = client.post("/api/v1/judge", json=body(name, dataset, k, final=final,
-                                                        canary_weight=weight))
-        phase = argo_phase(answer.status_code, answer.content)
-        assert phase != "Error", answer.text
-        phases.append(phase)
-        if phase == "Failed":
-            break
-    return phases
+        bodies.append(body(name, dataset, k, canary_weight=weight))
+    looks = run_analysis(post, bodies)
+    assert all(look.phase != "Error" for look in looks), looks[-1]
+    return [look.phase for look in looks]
 
 
-def test_argo_semantics() -> None:
-    assert argo_phase(200, b'{"verdict": "pass"}') == "Successful"
-    assert argo_phase(200, b'{"verdict": "fail"}') == "Failed"
-    assert argo_phase(200, b'{"verdict": "inconclusive"}') == "Inconclusive"
-    assert argo_phase(503, b'{"verdict": "pass"}') == "Error"
-    assert argo_phase(200, b"pass") == "Error"
-    assert argo_phase(200, b'{"score": 1}') == "Error"
-    assert argo_phase(200, b'{"verdict": 1}') == "Error"
-    assert argo_phase(200, b'{"verdict": null}') == "Error"
-
-
-@pytest.mark.parametrize(("name", "outcome"), [
-    ("healthy", "never-failed"), ("error-regression", "failed"),
-    ("latency-regression", "failed"), ("shared-outage", "never-failed")])
 def test_analysis_run(prometheus: PrometheusServer, make_client: Callable[..., TestClient],
                       datasets: dict[str, Dataset], name: str, outcome: str) -> None:
     client = make_client(prometheus.url)

@@ -45,10 +45,11 @@ from simulate import build_corpus
 
 from analyzer.analysis import DEFAULT_STEP
 from analyzer.config import default_config
-from analyzer.demo import AnalyzerService
 from analyzer.metrics.dataset import Dataset
 from analyzer.metrics.istio import SideSelectors, fetch_window
-from analyzer.metrics.openmetrics import (
+from analyzer.metrics.prometheus import PrometheusClient
+from devtools.demo import AnalyzerService
+from devtools.openmetrics import (
     START,
     PrometheusServer,
     Series,
@@ -57,7 +58,6 @@ from analyzer.metrics.openmetrics import (
     tools_missing,
     traffic_from_dataset,
 )
-from analyzer.metrics.prometheus import PrometheusClient
 
 NAMESPACE = "bench"
 DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"

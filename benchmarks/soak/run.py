@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from analyzer.metrics.openmetrics import START, tools_missing
+from devtools.openmetrics import START, tools_missing
 
 
 def _load_service_benchmark() -> Any:

@@ -31,9 +31,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from analyzer.argo import Phase, argo_phase
 from analyzer.metrics.dataset import Dataset
-from analyzer.metrics.openmetrics import (
+from analyzer.replay import dataset_paths, load_datasets, replay_dataset
+from analyzer.timeline import format_timeline
+from devtools.analysisrun import ERROR_LIMIT, Look, run_analysis
+from devtools.argo import Phase
+from devtools.openmetrics import (
     ManagedProcess,
     PrometheusServer,
     Series,
@@ -43,13 +46,10 @@ from analyzer.metrics.openmetrics import (
     tools_missing,
     traffic_from_dataset,
 )
-from analyzer.replay import dataset_paths, load_datasets, replay_dataset
-from analyzer.timeline import format_timeline
 
 OFFLINE_ENV = "CANARY_ANALYZER_DEMO_OFFLINE"
 NAMESPACE = "demo"
 ARGO_TIMEOUT = 20.0  # the AnalysisTemplate's timeoutSeconds (DESIGN §3)
-CONSECUTIVE_ERROR_LIMIT = 5  # Argo's default: the run errors after this many in a row
 
 MARKS: dict[Phase, str] = {"Successful": "✓", "Inconclusive": "?", "Failed": "✗", "Error": "!"}
 
@@ -59,7 +59,7 @@ class AnalyzerService(ManagedProcess):
 
     Run as ``python -m analyzer.cli`` with this interpreter, so it is the same installation
     as the caller whether or not the console script is on PATH. Ready once ``/readyz`` is 200
-    (Prometheus reachable, configs loaded).
+    (configs loaded, store usable).
     """
 
     def __init__(self, prometheus_url: str, workdir: Path, *,
@@ -96,16 +96,6 @@ def get_json(url: str, timeout: float = 10.0) -> Any:
 
 
 @dataclass(frozen=True)
-class Look:
-    """One measurement: when (seconds after the canary's start), Argo's phase, the answer."""
-
-    at: float
-    phase: Phase
-    status: int
-    answer: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
 class Canary:
     """A bundled dataset placed in time: its Services and its first and last instant."""
 
@@ -128,30 +118,19 @@ class Canary:
         """What the AnalysisTemplate sends at the end of interval ``k`` (1-based)."""
         return {"namespace": NAMESPACE, "rollout": self.name,
                 "canary_service": f"{self.name}-canary", "baseline_service": f"{self.name}-stable",
-                "start": self.start, "end": self.start + k * self.step,
-                "final": k == self.intervals}
+                "start": self.start, "end": self.start + k * self.step}
 
 
 def analysis_run(service_url: str, canary: Canary) -> list[Look]:
-    """One look per interval, stopping at the first Failed (the rollout aborts) or when Argo
-    would error the run (``CONSECUTIVE_ERROR_LIMIT`` Errors in a row)."""
-    looks: list[Look] = []
-    errors = 0
-    for k in range(1, canary.intervals + 1):
+    """One look per interval, as the shared AnalysisRun loop posts them; no answer at all
+    counts as an Error, as it does for Argo."""
+    def post(body: Mapping[str, Any]) -> tuple[int, bytes]:
         try:
-            status, content = post_json(f"{service_url}/api/v1/judge", canary.body(k))
-        except OSError:  # no answer at all: Argo counts it as an Error as well
-            status, content = 0, b""
-        phase = argo_phase(status, content)
-        try:
-            answer = json.loads(content) if phase != "Error" else None
-        except ValueError:
-            answer = None
-        looks.append(Look(k * canary.step, phase, status, answer))
-        errors = errors + 1 if phase == "Error" else 0
-        if phase == "Failed" or errors >= CONSECUTIVE_ERROR_LIMIT:
-            break
-    return looks
+            return post_json(f"{service_url}/api/v1/judge", body)
+        except OSError:
+            return 0, b""
+
+    return run_analysis(post, [canary.body(k) for k in range(1, canary.intervals + 1)])
 
 
 def _clock(seconds: float) -> str:
@@ -171,11 +150,11 @@ def format_run(canary: Canary, looks: list[Look]) -> str:
     answer = last.answer or {}
     reason = answer.get("reason", f"HTTP {last.status}" if last.status else "no answer")
     if last.phase == "Failed":
-        outcome = f"Failed at {_clock(last.at)} (call {len(looks)}), rollout aborted"
+        outcome = f"Failed at {_clock(last.k * canary.step)} (call {len(looks)}), rollout aborted"
     elif last.phase == "Error":
-        outcome = f"Error at {_clock(last.at)}: {CONSECUTIVE_ERROR_LIMIT} errors in a row"
+        outcome = f"Error at {_clock(last.k * canary.step)}: {ERROR_LIMIT} errors in a row"
     else:
-        outcome = f"{last.phase} at the promotion gate ({_clock(last.at)})"
+        outcome = f"{last.phase} at the promotion gate ({_clock(last.k * canary.step)})"
     lines = [f"{canary.name}  ({NAMESPACE}/{canary.name}-canary vs {canary.name}-stable)",
              f"  {marks}  {len(looks)} calls", f"  → {outcome}: {reason}"]
     if last.phase == "Failed":
