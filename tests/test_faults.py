@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from argo import argo_phase
 from faultproxy import FaultProxy
 from promfixture import PrometheusServer, create_blocks, istio_series, traffic_from_dataset
 from servefixture import NO_DAC_OVERRIDE, Answer, ServeProcess, call, run_serve_once
 
 from analyzer.metrics.dataset import Dataset, read_dataset
 from analyzer.store import Store
+from devtools.argo import argo_phase
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"

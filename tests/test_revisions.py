@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import yaml
-from argo import argo_phase
 from fastapi.testclient import TestClient
 from k8s_server import FakeKube
 from promfixture import PrometheusServer, free_port, istio_series, traffic_from_dataset
@@ -29,6 +28,7 @@ from analyzer.api.app import Settings, create_app
 from analyzer.metrics.dataset import Dataset, read_dataset
 from analyzer.replay import replay_dataset
 from devtools.analysisrun import run_analysis
+from devtools.argo import argo_phase
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"

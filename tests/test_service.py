@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from argo import argo_phase
 from fastapi.testclient import TestClient
 from k8s_server import FakeKube
 from promfixture import PrometheusServer, free_port, istio_series, traffic_from_dataset
@@ -31,6 +30,7 @@ from analyzer.api.app import Settings, create_app
 from analyzer.judge.series import RatioSeries
 from analyzer.metrics.dataset import Dataset, read_dataset
 from devtools.analysisrun import run_analysis
+from devtools.argo import argo_phase
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
