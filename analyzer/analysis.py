@@ -35,7 +35,13 @@ from analyzer.judge.traffic import TrafficCheck
 from analyzer.mesh.facts import RolloutFacts
 from analyzer.metrics.dataset import DatasetError, parse_time
 from analyzer.metrics.diagnosis import diagnose
-from analyzer.metrics.istio import SERVICE_LABEL, SideSelectors, WindowData, fetch_window
+from analyzer.metrics.istio import (
+    SERVICE_LABEL,
+    SelectorError,
+    SideSelectors,
+    WindowData,
+    fetch_window,
+)
 from analyzer.metrics.prometheus import PrometheusClient
 from analyzer.metrics.promql import Selector
 from analyzer.request import JudgeRequest, RequestError
@@ -120,7 +126,8 @@ def _labels(labels: Mapping[str, str] | None, service: str | None, side: str) ->
         raise RequestError(side, f"{side} traffic is not selected: give {side} (label → value) "
                                  f"or {side}_service")
     if labels is None and not _DNS_LABEL.fullmatch(chosen[SERVICE_LABEL]):
-        raise RequestError(field, f"{field}: {service[:80]!r} is not a Kubernetes Service name")
+        raise RequestError(field, f"{field}: {str(service)[:80]!r} is not a Kubernetes "
+                                  f"Service name")
     for name, value in chosen.items():
         if _UNSAFE_VALUE.search(value):
             raise RequestError(f"{field}.{name}" if labels is not None else field,
@@ -169,9 +176,8 @@ class Analyzer:
         baseline = _labels(request.baseline, request.baseline_service, "baseline")
         try:
             sides = SideSelectors(request.namespace, canary, baseline, request.reporter)
-        except ValueError as exc:
-            field = "baseline" if "same series" in str(exc) else "canary"
-            raise RequestError(field, str(exc)) from None
+        except SelectorError as exc:
+            raise RequestError(exc.field or "canary", exc.message) from None
         if isinstance(request.config, str):
             config = self.configs.get(request.config)
             if config is None:
@@ -261,8 +267,8 @@ class Analyzer:
             queries = window.metric_queries.get(result.name, [])
             entry["query"] = "\n".join(queries)
             entry["queries"] = list(queries)
-            found = diagnoses.get(result.name)
-            entry["diagnosis"] = None if found is None else found.text
+            missing = diagnoses.get(result.name)
+            entry["diagnosis"] = None if missing is None else missing.text
             metrics.append(entry)
         reason = judgement.reason if bounded is None else f"{judgement.reason} ({bounded})"
         response: dict[str, Any] = {
@@ -310,9 +316,9 @@ class Analyzer:
             try:
                 window = fetch_window(client, metrics, resolved.sides, start, end,
                                       self.step_seconds)
-            except ValueError as exc:
+            except ConfigError as exc:
                 # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
-                raise RequestError("config", str(exc)) from None
+                raise RequestError("config", exc.message) from None
             return window, diagnose(client, metrics, resolved.sides, window, end)
         finally:
             client.close()

@@ -1,7 +1,9 @@
-"""The ``canary-analyzer`` command line (DESIGN §7).
+"""The ``canary-analyzer`` command line.
 
-Exit status: 0 when the work was done (whatever the verdicts), 2 for unreadable input or a
-bad config, with a message that names the file and the field.
+Exit status: 0 when the work was done (whatever the verdicts), 2 for input that can never work
+(a flag, a config, a dataset; the message names the file and the field), 1 when a dependency
+(Prometheus, the store, Kubernetes) could not answer now. One table, ``EXIT_CODES``, maps the
+error tree of ``analyzer.errors`` to these.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analyzer.config import CanaryConfig, ConfigError, load_config
-from analyzer.judge.evaluate import JudgeInputError
+from analyzer.config import CanaryConfig, load_config
+from analyzer.errors import AnalyzerError, InputError, UnavailableError
 from analyzer.logs import LOG_FORMATS
 from analyzer.mesh.cli import add_weights_parser
+from analyzer.mesh.client import KubeConfigError
 from analyzer.metrics.connection import (
-    ConnectionSettingsError,
     PrometheusConnection,
     add_connection_flags,
     connection_from_args,
@@ -40,15 +42,20 @@ EXIT_UNAVAILABLE = 1
 EXIT_BAD_INPUT = 2
 
 
-class UsageError(Exception):
+EXIT_CODES: tuple[tuple[type[AnalyzerError], int], ...] = (
+    (KubeConfigError, EXIT_BAD_INPUT),  # no usable kubeconfig: the flag is what to fix
+    (InputError, EXIT_BAD_INPUT),
+    (UnavailableError, EXIT_UNAVAILABLE),
+)
+"""First match wins."""
+
+
+class UsageError(InputError):
     """Bad input for a command; the message is printed and the exit status is 2."""
 
 
 def _connection(args: argparse.Namespace) -> PrometheusConnection:
-    try:
-        return connection_from_args(args)
-    except ConnectionSettingsError as exc:
-        raise UsageError(str(exc)) from None
+    return connection_from_args(args)
 
 
 def _config(path: str | None) -> CanaryConfig | None:
@@ -126,28 +133,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analyzer.api.app import Settings, create_app
     from analyzer.api.auth import TokenFileError
     from analyzer.config import load_config_dir
-    from analyzer.database_url import DatabaseUrlError, resolve_database_url
+    from analyzer.database_url import resolve_database_url
     from analyzer.logs import configure_logging
-    from analyzer.store import StoreUnavailable
 
-    configs = load_config_dir(args.config_dir)  # a bad config dir exits 2 before listening
+    # Every check below ends serve before it listens: 2 for a bad flag, config dir or token
+    # file, 1 for a database it cannot open, migrate or write.
+    configs = load_config_dir(args.config_dir)
     connection = _connection(args)
-    try:
-        database_url = resolve_database_url(args.database, args.database_file)
-    except DatabaseUrlError as exc:
-        raise UsageError(str(exc)) from None
+    database_url = resolve_database_url(args.database, args.database_file)
     settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
                         database_url=database_url, kubeconfig=args.kubeconfig,
                         in_cluster=args.in_cluster, configs=configs,
                         token_file=args.token_file, prometheus=connection,
                         allow_inline_promql=args.allow_inline_promql)
     try:
-        app = create_app(settings)  # a missing or empty --token-file exits 2 before listening
+        app = create_app(settings)
     except TokenFileError as exc:
         raise UsageError(f"--token-file: {exc}") from None
-    except StoreUnavailable as exc:  # cannot open, migrate or write --database: say so, exit 1
-        print(f"canary-analyzer serve: {exc}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     # Only now: the exits above print one plain line to stderr. log_config=None keeps
     # uvicorn's loggers on this handler instead of its own.
     configure_logging(args.log_format)
@@ -173,7 +175,7 @@ def _cli_time(value: str | None, flag: str) -> datetime | None:
 def cmd_judge(args: argparse.Namespace) -> int:
     from analyzer.analysis import NO_REVISION_NOTE, Analyzer
     from analyzer.config import default_config
-    from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
+    from analyzer.metrics.prometheus import PrometheusClient
     from analyzer.request import RequestError, parse_request
 
     config = _config(args.config) or default_config()
@@ -191,9 +193,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
     except RequestError as exc:
         flag = "--" + exc.field.split(".")[0].replace("_", "-")
         raise UsageError(f"{flag}: {exc.message}") from None
-    except PrometheusUnavailable as exc:
-        print(f"canary-analyzer judge: prometheus unavailable: {exc.reason}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     if args.json:
         print(json.dumps(answer))
         return EXIT_OK
@@ -217,8 +216,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from analyzer.config import default_config
     from analyzer.metrics.dataset import Dataset, write_dataset
-    from analyzer.metrics.istio import SideSelectors, fetch_window
-    from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
+    from analyzer.metrics.istio import SelectorError, SideSelectors, fetch_window
+    from analyzer.metrics.prometheus import PrometheusClient
 
     connection = _connection(args)
     start = _cli_time(args.start, "--start")
@@ -230,21 +229,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         sides = SideSelectors(args.namespace, {"destination_service_name": args.canary_service},
                               {"destination_service_name": args.baseline_service})
-    except ValueError as exc:
+    except SelectorError as exc:
         raise UsageError(f"--canary-service/--baseline-service/--namespace: {exc}") from None
     metrics = [m for m in default_config().metrics
                if m.kind in ("istio-error-rate", "istio-latency")]
-    try:
-        client = PrometheusClient(connection)
-    except PrometheusUnavailable as exc:
-        print(f"canary-analyzer export: prometheus unavailable: {exc.reason}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise UsageError(f"-o: folder {str(output.parent)!r} does not exist")
+    client = PrometheusClient(connection)
     try:
         window = fetch_window(client, metrics, sides, start, end, step)
-    except PrometheusUnavailable as exc:
-        print(f"canary-analyzer export: prometheus unavailable: {exc.reason}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except ValueError as exc:
+    except ValueError as exc:  # fetch_window's own check of the step
         raise UsageError(f"--step: {exc}") from None
     finally:
         client.close()
@@ -369,9 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, JudgeInputError, UsageError) as exc:
-        print(f"canary-analyzer {args.command}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except AnalyzerError as exc:
+        print(f"canary-analyzer {args.command}: {exc.message}", file=sys.stderr)
+        return next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from analyzer.errors import InputError
+
 ENV_VAR = "CANARY_ANALYZER_DATABASE"
 DEFAULT = "canary-analyzer.db"
 
 
-class DatabaseUrlError(ValueError):
+class DatabaseUrlError(InputError):
     """The configured source of the URL cannot give one; the message names the source."""
 
 

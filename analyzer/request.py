@@ -11,23 +11,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from analyzer.errors import InputError
+
 MAX_TEXT = 253
 """Longest namespace, rollout or label value accepted (a Kubernetes DNS name's limit)."""
 REVISION_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
 """A pod-template-hash (``6d4f8b9c7``) or any label-value-like revision name."""
 
 
-class RequestError(ValueError):
+class RequestError(InputError):
     """A request that can never succeed (HTTP 4xx); ``field`` names the offending field."""
 
-    def __init__(self, field: str, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-        self.status = status
+    field: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {"error": self.message, "field": self.field}
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(message, field)
+        self.status = status
 
 
 class JudgeRequest(BaseModel):

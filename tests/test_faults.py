@@ -340,7 +340,8 @@ def test_store_unwritable_at_start(prometheus: PrometheusServer, tmp_path: Path,
             code, output, seconds = run_serve_once(prometheus.url, str(database),
                                                    readonly_capable)
             assert code == 1, output
-            assert f"canary-analyzer serve: database sqlite:///{database}: " in output, output
+            expected = f"canary-analyzer serve: store unavailable: database sqlite:///{database}: "
+            assert expected in output, output
             assert cause in output, output
             assert "Traceback" not in output
             report(f"unwritable-at-start-{database.parent.name}", seconds_to_exit=seconds)

@@ -29,11 +29,18 @@ from promfixture import (
     traffic_from_dataset,
 )
 
+from analyzer.config import ConfigError
 from analyzer.config.models import MetricConfig
 from analyzer.judge.series import GaugeSeries, HistogramSeries, RatioSeries
 from analyzer.metrics.counters import increments
 from analyzer.metrics.dataset import Dataset
-from analyzer.metrics.istio import ISTIO_BUCKETS, SideSelectors, WindowData, fetch_window
+from analyzer.metrics.istio import (
+    ISTIO_BUCKETS,
+    SelectorError,
+    SideSelectors,
+    WindowData,
+    fetch_window,
+)
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.metrics.promql import Selector, any_of, label_name
 
@@ -350,7 +357,7 @@ def test_promql_metrics_substitute_each_side_selector(client: PrometheusClient) 
 def test_a_gauge_query_returning_many_series_is_an_error(client: PrometheusClient) -> None:
     many = MetricConfig(name="raw", query="istio_requests_total{ {selector} }",
                         test="mann-whitney")
-    with pytest.raises(ValueError, match=r"raw: canary query returned \d+ series"):
+    with pytest.raises(ConfigError, match=r"raw: canary query returned \d+ series"):
         _fetch(client, _services(TRAFFIC["shop"]), [many])
 
 
@@ -397,7 +404,7 @@ def test_bad_label_names_are_refused_by_name(name: str) -> None:
         label_name(name)
     with pytest.raises(ValueError, match=f"label {name!r}"):
         Selector({name: "v"})
-    with pytest.raises(ValueError, match=f"label {name!r}"):
+    with pytest.raises(SelectorError, match=f"label {name!r}"):
         _sides("shop", {name: "v"}, {"destination_service_name": "b"})
 
 
@@ -407,17 +414,23 @@ def test_control_characters_and_empty_values_are_refused(value: str) -> None:
         Selector({"svc": value})
 
 
-def test_side_selectors_are_checked() -> None:
+def test_side_selectors_are_checked_and_name_the_field() -> None:
     same = {"destination_service_name": "a"}
-    with pytest.raises(ValueError, match="same series"):
-        _sides("shop", same, same)
-    with pytest.raises(ValueError, match="canary: at least one"):
-        _sides("shop", {}, same)
-    with pytest.raises(ValueError, match="reporter"):
-        SideSelectors("shop", same, {"destination_service_name": "b"}, reporter="client")
-    with pytest.raises(ValueError, match="destination_service_namespace"):
-        _sides("shop", {**same, "destination_service_namespace": "other"},
-               {"destination_service_name": "b"})
+    cases = [
+        (lambda: _sides("shop", same, same), "same series", "baseline"),
+        (lambda: _sides("shop", {}, same), "canary: at least one", "canary"),
+        (lambda: SideSelectors("shop", same, {"destination_service_name": "b"},
+                               reporter="client"), "reporter", "reporter"),
+        (lambda: _sides("shop", {**same, "destination_service_namespace": "other"},
+                        {"destination_service_name": "b"}), "destination_service_namespace",
+         "canary"),
+        (lambda: _sides("shop", same, {"bad-label": "b"}), "bad-label", "baseline"),
+    ]
+    for make, message, field in cases:
+        with pytest.raises(SelectorError, match=message) as info:
+            make()
+        assert info.value.field == field
+        assert not isinstance(info.value, ValueError)
 
 
 def test_counter_increments_handle_resets_gaps_late_series_and_nan() -> None:

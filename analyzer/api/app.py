@@ -25,9 +25,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, RolloutSource
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
+from analyzer.api.errors import error_response, reason_of
 from analyzer.api.hostile import CountUnhandledErrors, nesting_error
 from analyzer.api.requestlog import LogJudgeCalls
 from analyzer.config import CanaryConfig, load_config_dir
+from analyzer.errors import AnalyzerError, UnavailableError
 from analyzer.mesh.client import KubeClient
 from analyzer.mesh.facts import KUBE_TIMEOUT, CachedRolloutFacts
 from analyzer.metrics.connection import PrometheusConnection
@@ -129,12 +131,19 @@ def create_app(settings: Settings) -> FastAPI:
     async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
         return exc.response()
 
-    @app.exception_handler(StoreUnavailable)
-    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        # Locked, read-only or unreachable database: transient for Argo (Error, retried).
-        log.warning("store unavailable: %s", exc.reason)
-        telemetry.error("store_unavailable")
-        return _error(503, f"store unavailable: {exc.reason}")
+    def answer_error(exc: AnalyzerError) -> JSONResponse:
+        """The one way a deliberate failure becomes an answer (``analyzer.api.errors``)."""
+        if isinstance(exc, UnavailableError):
+            log.warning("%s", exc.message)
+        if isinstance(exc, PrometheusUnavailable):
+            telemetry.prometheus_up.set(0)
+        telemetry.error(reason_of(exc))
+        return error_response(exc)
+
+    @app.exception_handler(AnalyzerError)
+    async def _analyzer_error(_: Request, exc: AnalyzerError) -> JSONResponse:
+        # E.g. the store locked or unreachable while listing analyses.
+        return answer_error(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -151,19 +160,13 @@ def create_app(settings: Settings) -> FastAPI:
     def judge(request: JudgeRequest) -> JSONResponse:
         try:
             answer = JSONResponse(analyzer.run(request))
-            telemetry.prometheus_up.set(1)
-            return answer
-        except RequestError as exc:
-            telemetry.error("bad_request")
-            return JSONResponse(exc.to_dict(), status_code=exc.status)
-        except PrometheusUnavailable as exc:
-            telemetry.error("prometheus_unavailable")
-            telemetry.prometheus_up.set(0)
-            return _error(503, f"prometheus unavailable: {exc.reason}")
+        except AnalyzerError as exc:
+            return answer_error(exc)
+        telemetry.prometheus_up.set(1)
+        return answer
 
     def rejected(exc: RequestError) -> JSONResponse:
-        telemetry.error("bad_request")
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        return answer_error(exc)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Any) -> Response:

@@ -28,6 +28,8 @@ from fastapi.params import Depends as DependsParam
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from analyzer.errors import InputError
+
 log = logging.getLogger("analyzer.api.auth")
 
 FIELD = "authorization"
@@ -36,7 +38,7 @@ _SCHEME = HTTPBearer(auto_error=False, description="The token in the server's --
 BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_SCHEME)]
 
 
-class TokenFileError(ValueError):
+class TokenFileError(InputError):
     """The token file cannot serve as a token at startup; the message names the file."""
 
 

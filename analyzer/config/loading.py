@@ -12,9 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from analyzer.config.models import CanaryConfig
+from analyzer.errors import InputError
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config that cannot be used; the message names the source and the key."""
 
 

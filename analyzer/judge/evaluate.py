@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from analyzer.config.models import CanaryConfig, MetricConfig
+from analyzer.errors import InputError
 from analyzer.judge import mannwhitney
 from analyzer.judge.evidence import Missing, require_evidence
 from analyzer.judge.latency import LatencyTest, latency_test, quantile_from_buckets
@@ -30,7 +31,7 @@ log = logging.getLogger("analyzer.judge")
 _LOG_E_CAP = 700.0  # exp() of more overflows a float; such evidence is reported as 1e300+
 
 
-class JudgeInputError(ValueError):
+class JudgeInputError(InputError):
     """Data that does not fit the config (e.g. a histogram where a ratio was configured)."""
 
 

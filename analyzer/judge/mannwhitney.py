@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -118,7 +119,7 @@ def classify(canary: np.ndarray, baseline: np.ndarray, *, direction: str = "eith
                          f"got {confidence} and {tolerance}")
     x = _handle_missing(canary, nan_strategy)
     y = _handle_missing(baseline, nan_strategy)
-    counts = {"canary_count": x.size, "baseline_count": y.size}
+    counts: dict[str, Any] = {"canary_count": x.size, "baseline_count": y.size}
 
     if x.size == 0 or y.size == 0:
         missing = "canary" if x.size == 0 else "baseline"
@@ -132,7 +133,7 @@ def classify(canary: np.ndarray, baseline: np.ndarray, *, direction: str = "eith
     means = {"canary_mean": float(x.mean()), "baseline_mean": float(y.mean())}
     ratio = (means["canary_mean"] / means["baseline_mean"]
              if means["canary_mean"] != 0 and means["baseline_mean"] != 0 else None)
-    evidence = {**counts, **means, "effect": ratio}
+    evidence: dict[str, Any] = {**counts, **means, "effect": ratio}
 
     if np.array_equal(np.sort(x), np.sort(y)):
         return _outcome("pass", "data are identical", **evidence)

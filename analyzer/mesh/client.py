@@ -25,16 +25,21 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.config.config_exception import ConfigException
 
+from analyzer.errors import AnalyzerError, UnavailableError
+
 DEFAULT_TIMEOUT = 5.0
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class KubeError(Exception):
+class KubeError(UnavailableError):
     """Kubernetes could not answer as needed. ``status`` is the HTTP status (None when the
-    server was not reached); ``reason`` is the API server's ``Status.reason``."""
+    server was not reached); ``reason`` is the API server's ``Status.reason``; the message
+    is a whole sentence of its own (not "kubernetes unavailable: …")."""
+
+    dependency = "kubernetes"
 
     def __init__(self, message: str, *, status: int | None = None, reason: str = "") -> None:
-        super().__init__(message)
+        AnalyzerError.__init__(self, message)
         self.status = status
         self.reason = reason
 
@@ -165,7 +170,8 @@ class KubeClient:
             server_message = str(body.get("message") or exc.reason or "").strip()
             status = exc.status
             if status == 404:
-                details = body.get("details") if isinstance(body.get("details"), dict) else {}
+                details: dict[str, Any] = (body["details"] if isinstance(body.get("details"), dict)
+                                           else {})
                 raise NotFound(kind, f"{namespace}/{name}", f"{what} not found ({server_message})",
                                object_missing=bool(name) and details.get("name") == name
                                ) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from analyzer.errors import InputError
 from analyzer.mesh.client import KubeClient, NotFound
 
 GROUP = "networking.istio.io"
@@ -22,13 +23,14 @@ PLURAL = "virtualservices"
 KIND = "VirtualService"
 
 
-class MeshError(ValueError):
+class MeshError(InputError):
     """The VirtualService exists but not in the shape needed; ``field`` names the input
     (``route``, ``canary``, ``stable``, ``canary_weight``) that does not fit it."""
 
+    field: str
+
     def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field)
 
 
 class RouteNotFound(MeshError):
@@ -138,7 +140,7 @@ def get_virtualservice(api: KubeClient, namespace: str, name: str) -> tuple[dict
 
 
 def http_routes(obj: dict) -> list[dict]:
-    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
     http = spec.get("http")
     if not isinstance(http, list):
         return []
@@ -168,7 +170,7 @@ def find_route(http: list[dict], route: str | None, vs_name: str) -> tuple[int, 
 
 def destination_weights(route: dict, where: str) -> list[int]:
     """Istio semantics: a missing weight is 0, except a lone destination gets 100."""
-    destinations = route.get("route") if isinstance(route.get("route"), list) else []
+    destinations: list[Any] = route["route"] if isinstance(route.get("route"), list) else []
     weights: list[int] = []
     for index, entry in enumerate(destinations):
         weight = entry.get("weight") if isinstance(entry, dict) else None
@@ -188,7 +190,7 @@ def locate(obj: dict, route: str | None, split: Split) -> Located:
     index, found = find_route(http, route, vs_name)
     label = _route_label(found, index)
     weights = destination_weights(found, f"spec.http[{index}]")
-    destinations = found.get("route") if isinstance(found.get("route"), list) else []
+    destinations: list[Any] = found["route"] if isinstance(found.get("route"), list) else []
     positions: dict[str, int] = {}
     for role in ("canary", "stable"):
         hits = [i for i, entry in enumerate(destinations)

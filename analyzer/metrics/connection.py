@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from analyzer.errors import InputError
 from analyzer.metrics.prometheus import PrometheusUnavailable
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -33,7 +34,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _RESERVED = {"authorization", "host", "content-length", "content-type", "transfer-encoding"}
 
 
-class ConnectionSettingsError(ValueError):
+class ConnectionSettingsError(InputError):
     """A connection setting that can never work; the message names the flag."""
 
 

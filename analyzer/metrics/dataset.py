@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from analyzer.errors import InputError
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
 
 FORMAT = "canary-dataset/v1"
@@ -27,7 +29,7 @@ _TOP_KEYS = {"format", "name", "interval_seconds", "start", "timestamps", "canar
              "metrics", "labels", "expected"}
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset that cannot be used; the message names the dataset and the field."""
 
 
@@ -232,8 +234,9 @@ class _Reader:
             extra = set(body) - allowed[kind]
             if extra:
                 raise self.fail(f"{path}.{sorted(extra)[0]}", "unknown key")
-            reader = {"ratio": self.ratio, "histogram": self.histogram, "gauge": self.gauge}[kind]
-            metrics[metric_name] = reader(body, path, length)
+            readers: dict[str, Callable[[dict[str, Any], str, int], MetricSeries]] = {
+                "ratio": self.ratio, "histogram": self.histogram, "gauge": self.gauge}
+            metrics[metric_name] = readers[kind](body, path, length)
         labels = data.get("labels") or {}
         if not isinstance(labels, dict):
             raise self.fail("labels", "must be an object")

@@ -91,7 +91,7 @@ def diagnose(client: PrometheusClient, metrics: Sequence[MetricConfig], sides: S
             continue
         parts = []
         unmatched = False
-        for side in empty:
+        for side in (s for s in SIDES if s in empty):
             matched = window.matched.get(metric.name, {}).get(side, 0)
             labels = sides.istio(side) if metric.kind in ISTIO_KINDS else sides.labels(side)
             if matched and len(window.timestamps) == 0:

@@ -27,7 +27,9 @@ from typing import Literal
 
 import numpy as np
 
+from analyzer.config.loading import ConfigError
 from analyzer.config.models import MetricConfig
+from analyzer.errors import InputError
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
 from analyzer.metrics.counters import align, increments, resets, summed_increments, to_counts
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable, RangeSeries
@@ -46,6 +48,10 @@ SIDES: tuple[Side, Side] = ("canary", "baseline")
 _NO_SAMPLES = np.zeros((0, 2))
 
 
+class SelectorError(InputError):
+    """Label matchers that can select nothing sensible; ``field`` is the request field."""
+
+
 @dataclass(frozen=True)
 class SideSelectors:
     """What a request names: exact label matchers for each side, plus namespace and reporter.
@@ -53,7 +59,7 @@ class SideSelectors:
     ``namespace`` and ``reporter`` become ``destination_service_namespace`` and ``reporter``
     matchers of the builtin Istio queries; ``promql`` metrics get only the side's own labels
     in ``{selector}`` (their metrics need not be Istio's). Validated on construction, so a bad
-    label name or value is a ``ValueError`` naming the label before anything is queried.
+    label name or value is a ``SelectorError`` naming the field before anything is queried.
     """
 
     namespace: str
@@ -63,16 +69,20 @@ class SideSelectors:
 
     def __post_init__(self) -> None:
         if self.reporter not in REPORTERS:
-            raise ValueError(f"reporter must be one of {', '.join(REPORTERS)}")
+            raise SelectorError(f"reporter must be one of {', '.join(REPORTERS)}", "reporter")
         for side in SIDES:
             if not self.labels(side):
-                raise ValueError(f"{side}: at least one label matcher is needed")
+                raise SelectorError(f"{side}: at least one label matcher is needed", side)
         if self.labels("canary") == self.labels("baseline"):
-            raise ValueError("canary and baseline select the same series")
-        self.istio("canary")  # validates namespace and conflicts with it
+            raise SelectorError("canary and baseline select the same series", "baseline")
+        for side in SIDES:
+            self.istio(side)  # validates namespace and conflicts with it
 
     def labels(self, side: Side) -> Selector:
-        return Selector(self.canary if side == "canary" else self.baseline)
+        try:
+            return Selector(self.canary if side == "canary" else self.baseline)
+        except ValueError as exc:
+            raise SelectorError(f"{side}: {exc}", side) from None
 
     def istio(self, side: Side) -> Selector:
         """The side's matchers for Istio metrics: its labels plus reporter and namespace."""
@@ -80,9 +90,13 @@ class SideSelectors:
         labels = dict(self.labels(side))
         for name, value in fixed.items():
             if labels.setdefault(name, value) != value:
-                raise ValueError(f"label {name!r}: {side} selector says {labels[name]!r}, "
-                                 f"the request says {value!r}")
-        return Selector(labels)
+                raise SelectorError(f"label {name!r}: {side} selector says {labels[name]!r}, "
+                                    f"the request says {value!r}", side)
+        try:
+            return Selector(labels)
+        except ValueError as exc:
+            field = "namespace" if "destination_service_namespace" in str(exc) else side
+            raise SelectorError(f"{field}: {exc}", field) from None
 
 
 @dataclass(frozen=True)
@@ -221,10 +235,12 @@ def _fetch_metric(fetcher: _Fetcher, metric: MetricConfig, sides: SideSelectors)
         return _histogram(fetcher, fetcher.by_side(DURATION_BUCKETS, how))
     if metric.numerator is not None and metric.denominator is not None:
         if metric.resolved_type != "ratio":
-            raise ValueError(f"metric {metric.name}: numerator/denominator make a ratio metric")
+            raise ConfigError(f"metric {metric.name}: numerator/denominator make a ratio metric",
+                              f"metrics.{metric.name}")
         return _promql_ratio(fetcher, metric.numerator, metric.denominator, sides)
     if metric.query is None or metric.resolved_type == "ratio":
-        raise ValueError(f"metric {metric.name}: ratio metrics need numerator and denominator")
+        raise ConfigError(f"metric {metric.name}: ratio metrics need numerator and denominator",
+                          f"metrics.{metric.name}")
     queries = {side: _substitute(metric.query, sides, side) for side in SIDES}
     if metric.resolved_type == "histogram":
         return _histogram(fetcher, {side: fetcher.side(side, queries[side]) for side in SIDES})
@@ -270,8 +286,9 @@ def _gauge(fetcher: _Fetcher, name: str, queries: Mapping[Side, str]) -> GaugeSe
     for side in SIDES:
         result = fetcher.side(side, queries[side], first=1)
         if len(result) > 1:
-            raise ValueError(f"metric {name}: {side} query returned {len(result)} series; "
-                             f"aggregate it to one (e.g. sum(...) or max(...))")
+            raise ConfigError(f"metric {name}: {side} query returned {len(result)} series; "
+                              f"aggregate it to one (e.g. sum(...) or max(...))",
+                              f"metrics.{name}")
         samples = result[0]["values"] if result else []
         values[side] = align(samples, grid.start + grid.step, grid.step, grid.intervals)
     return GaugeSeries(values["canary"], values["baseline"])
@@ -299,9 +316,9 @@ def _histogram(fetcher: _Fetcher, found: Mapping[Side, list[RangeSeries]]) -> Hi
                                             f"{series['metric']}") from None
             bounds[side, frozenset(labels.items())][le].append(series)
     if not bounds:
-        le = np.asarray(ISTIO_BUCKETS, dtype=float)
-        empty = np.zeros((grid.intervals, len(le)), dtype=np.int64)
-        return HistogramSeries(le, empty, empty.copy())
+        envoy = np.asarray(ISTIO_BUCKETS, dtype=float)
+        empty = np.zeros((grid.intervals, len(envoy)), dtype=np.int64)
+        return HistogramSeries(envoy, empty, empty.copy())
     common = sorted(set.intersection(*(set(b) for b in bounds.values())))
     if not common or common[-1] != math.inf:
         raise PrometheusUnavailable("histogram series without a common +Inf bucket")
@@ -313,7 +330,7 @@ def _histogram(fetcher: _Fetcher, found: Mapping[Side, list[RangeSeries]]) -> Hi
                           for s in members])
 
     for (side, _), by_bound in bounds.items():
-        reset = resets(sampled(by_bound[math.inf])).any(axis=0)
+        reset = np.asarray(resets(sampled(by_bound[math.inf])).any(axis=0), dtype=bool)
         for bound, members in by_bound.items():
             if bound in column:
                 cumulative[side][:, column[bound]] += increments(sampled(members), reset).sum(0)

@@ -29,6 +29,7 @@ import urllib3
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from analyzer.errors import UnavailableError
 from analyzer.logs import note_prometheus_time
 
 if TYPE_CHECKING:
@@ -42,12 +43,10 @@ RangeSeries = dict[str, Any]
 float values (NaN and ±Inf included)."""
 
 
-class PrometheusUnavailable(Exception):
+class PrometheusUnavailable(UnavailableError):
     """Prometheus could not give a usable answer; ``reason`` says why, for logs and the 503."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    dependency = "prometheus"
 
 
 class PrometheusClient:

@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from analyzer.errors import UnavailableError
 from analyzer.store.migrate import upgrade
 
 DEFAULT_LOCK_TIMEOUT = 2.0
@@ -58,12 +59,10 @@ judge call must answer (503) well inside Argo's default 10 s web-metric timeout,
 5 s for Prometheus."""
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(UnavailableError):
     """The database could not be used right now; ``reason`` says why (for logs and the 503)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    dependency = "store"
 
     @property
     def locked(self) -> bool:

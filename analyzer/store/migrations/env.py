@@ -10,7 +10,7 @@ from the URL. Offline mode prints the SQL instead of running it.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, create_engine
 
 from analyzer.store.db import Base, database_url
 
@@ -46,7 +46,7 @@ def run_online() -> None:
         engine.dispose()
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=True)  # SQLite alters tables by copying them
     with context.begin_transaction():
