@@ -34,16 +34,21 @@ from analyzer.judge.series import RatioSeries
 from analyzer.judge.traffic import TrafficCheck
 from analyzer.mesh.facts import RolloutFacts
 from analyzer.metrics.dataset import DatasetError, parse_time
-from analyzer.metrics.diagnosis import diagnose
 from analyzer.metrics.istio import (
     SERVICE_LABEL,
     SelectorError,
     SideSelectors,
     WindowData,
-    fetch_window,
 )
-from analyzer.metrics.prometheus import PrometheusClient
 from analyzer.metrics.promql import Selector
+from analyzer.metrics.source import MetricSource
+from analyzer.report import (
+    AnalysisReport,
+    MetricReport,
+    TrafficReport,
+    rfc3339,
+    to_wire,
+)
 from analyzer.request import JudgeRequest, RequestError
 from analyzer.store import SessionKey, Store, selector_key
 from analyzer.telemetry import Telemetry
@@ -54,34 +59,11 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _UNSAFE_VALUE = re.compile(r'["\\{}`\x00-\x1f\x7f]')
 """Never in a real Istio label value; refused up front (the PromQL is escaped anyway)."""
 
-ClientFactory = Callable[[Callable[[float], None] | None], PrometheusClient]
 RolloutSource = Callable[[str, str], RolloutFacts]
 """(namespace, rollout) → the canary weight and revision now, e.g. read from Kubernetes."""
 NO_REVISION_NOTE = ("revisions are not told apart: pass canary_revision (Argo: valueFrom "
                     "podTemplateHashValue: Latest) or configure Kubernetes, or a later release "
                     "continues this analysis")
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC with a ``Z``; milliseconds only when the time has them."""
-    moment = moment.astimezone(UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values: numpy scalars unwrapped, tuples as lists, NaN and ±Inf as null
-    (Go's encoding/json, and so Argo, cannot read NaN or Infinity)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)
@@ -141,16 +123,15 @@ def _labels(labels: Mapping[str, str] | None, service: str | None, side: str) ->
 
 
 class Analyzer:
-    """Runs analyses against one Prometheus with a set of named configs.
+    """Runs analyses with a set of named configs on the data of one ``MetricSource``.
 
-    ``client_factory(on_query)`` makes a Prometheus client per analysis (clients record their
-    queries, so sharing one between threads would mix requests); ``store`` and ``telemetry``
-    are optional (the CLI has neither); ``clock`` is injectable for tests; ``rollout_facts``
-    reads a Rollout's weight and canary revision (Kubernetes); ``allow_inline_promql`` lets a
-    request's inline config run its own PromQL (off: a caller could read any series).
+    Its ports: ``source`` (Prometheus, or a dataset in tests), ``store`` (sessions and
+    history; the CLI has none), ``telemetry``, ``clock`` and ``rollout_facts`` (a Rollout's
+    weight and canary revision, from Kubernetes). ``allow_inline_promql`` lets a request's
+    inline config run its own PromQL (off: a caller could read any series).
     """
 
-    def __init__(self, configs: Mapping[str, CanaryConfig], client_factory: ClientFactory, *,
+    def __init__(self, configs: Mapping[str, CanaryConfig], source: MetricSource, *,
                  store: Store | None = None, telemetry: Telemetry | None = None,
                  step_seconds: float = DEFAULT_STEP,
                  max_window: timedelta = DEFAULT_MAX_WINDOW,
@@ -158,7 +139,7 @@ class Analyzer:
                  rollout_facts: RolloutSource | None = None,
                  allow_inline_promql: bool = False) -> None:
         self.configs = dict(configs)
-        self.client_factory = client_factory
+        self.source = source
         self.store = store
         self.telemetry = telemetry
         self.step_seconds = step_seconds
@@ -229,8 +210,12 @@ class Analyzer:
         return bounded, note
 
     def run(self, request: JudgeRequest) -> dict[str, Any]:
-        """The §3 answer. Raises ``RequestError`` (4xx), or ``PrometheusUnavailable`` or
-        ``StoreUnavailable`` (503)."""
+        """The API's JSON answer (``analyzer.report.to_wire``) of ``analyse``."""
+        return to_wire(self.analyse(request))
+
+    def analyse(self, request: JudgeRequest) -> AnalysisReport:
+        """Judges, records and reports one call. Raises ``RequestError`` (4xx), or an
+        ``UnavailableError`` (Prometheus, the store: 503)."""
         began = time.monotonic()
         resolved = self.resolve(request)
         now = self.clock()
@@ -249,55 +234,48 @@ class Analyzer:
         window_start, bounded = self._bounded(start, resolved.end)
         if bounded is not None:
             notes.append(bounded)
-        window, diagnoses = self._fetch(resolved, window_start, resolved.end)
-        data_seconds = float(len(window.timestamps)) * self.step_seconds
+        try:
+            window, diagnoses = self.source.read(resolved.config.metrics, resolved.sides,
+                                                 window_start, resolved.end, self.step_seconds)
+        except ConfigError as exc:
+            # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
+            raise RequestError("config", exc.message) from None
         weight = resolved.canary_weight
         if weight is None and facts is not None:
             weight = facts.canary_weight
         weights = None if weight is None else np.full(len(window.timestamps), float(weight))
         try:
             judgement = judge(window.series, resolved.config, final=resolved.final,
-                              data_seconds=data_seconds, weights=weights,
-                              recent_weights_only=True, diagnoses=diagnoses)
+                              data_seconds=float(len(window.timestamps)) * self.step_seconds,
+                              weights=weights, recent_weights_only=True, diagnoses=diagnoses)
         except JudgeInputError as exc:
-            raise RequestError("config", str(exc)) from None
-        metrics = []
-        for result in judgement.metrics:
-            entry = result.to_dict()
-            queries = window.metric_queries.get(result.name, [])
-            entry["query"] = "\n".join(queries)
-            entry["queries"] = list(queries)
-            missing = diagnoses.get(result.name)
-            entry["diagnosis"] = None if missing is None else missing.text
-            metrics.append(entry)
-        reason = judgement.reason if bounded is None else f"{judgement.reason} ({bounded})"
-        response: dict[str, Any] = {
-            "verdict": judgement.verdict,
-            "score": float(judgement.score) if math.isfinite(judgement.score) else 0.0,
-            "reason": reason,
-            "analysis_id": None,
-            "window": {"start": rfc3339(window_start), "end": rfc3339(resolved.end)},
-            "session": {"start": rfc3339(start), "revision": revision,
-                        "revision_source": revision_source},
-            "traffic": _traffic(judgement.traffic, weight, resolved.config, window),
-            "metrics": metrics,
-            "notes": notes,
-        }
-        response = jsonable(response)
+            raise RequestError("config", exc.message) from None
+        report = AnalysisReport(
+            namespace=resolved.namespace, rollout=resolved.rollout,
+            verdict=judgement.verdict, score=judgement.score,
+            reason=judgement.reason if bounded is None else f"{judgement.reason} ({bounded})",
+            window_start=window_start, window_end=resolved.end, session_start=start,
+            revision=revision, revision_source=revision_source,
+            traffic=_traffic(judgement.traffic, weight, resolved.config, window),
+            metrics=tuple(MetricReport(r, tuple(window.metric_queries.get(r.name, [])),
+                                       _text(diagnoses.get(r.name)))
+                          for r in judgement.metrics),
+            notes=tuple(notes), final=resolved.final)
         if self.store is not None:
             # One call: a new session, the closing of earlier revisions' sessions and the
             # first evaluation commit together (no session without its evaluation).
+            wire = to_wire(report)
             recorded = self.store.record(
                 key, resolved.config_name, start, at=now, window_end=resolved.end,
-                verdict=response["verdict"], score=response["score"], final=resolved.final,
-                response=response, queries=list(window.queries))
-            response["analysis_id"] = recorded.session.id
+                verdict=wire["verdict"], score=wire["score"], final=resolved.final,
+                response=wire, queries=list(window.queries))
+            report = report.with_id(recorded.session.id)
             if recorded.created and self.telemetry is not None:
                 self.telemetry.session_created(resolved.namespace, resolved.rollout)
         if self.telemetry is not None:
-            self.telemetry.record(resolved.namespace, resolved.rollout, response)
+            self.telemetry.record(resolved.namespace, resolved.rollout, to_wire(report))
             self.telemetry.analysis_duration.observe(time.monotonic() - began)
-        return response
+        return report
 
     def _facts(self, resolved: Resolved) -> RolloutFacts | None:
         """Kubernetes is asked only for what the request did not say."""
@@ -305,23 +283,6 @@ class Analyzer:
                                           and resolved.canary_revision is not None):
             return None
         return self.rollout_facts(resolved.namespace, resolved.rollout)
-
-    def _fetch(self, resolved: Resolved, start: datetime, end: datetime
-               ) -> tuple[WindowData, dict[str, Missing]]:
-        """The window's data, and for metrics with an empty side, why it is empty."""
-        on_query = None if self.telemetry is None else self.telemetry.observe_query
-        client = self.client_factory(on_query)
-        metrics = resolved.config.metrics
-        try:
-            try:
-                window = fetch_window(client, metrics, resolved.sides, start, end,
-                                      self.step_seconds)
-            except ConfigError as exc:
-                # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
-                raise RequestError("config", exc.message) from None
-            return window, diagnose(client, metrics, resolved.sides, window, end)
-        finally:
-            client.close()
 
 
 def _revision(resolved: Resolved, facts: RolloutFacts | None) -> tuple[str | None, str | None]:
@@ -333,14 +294,16 @@ def _revision(resolved: Resolved, facts: RolloutFacts | None) -> tuple[str | Non
     return None, None
 
 
+def _text(missing: Missing | None) -> str | None:
+    return None if missing is None else missing.text
+
+
 def _traffic(check: TrafficCheck | None, weight: float | None, config: CanaryConfig,
-             window: WindowData) -> dict[str, Any]:
-    """DESIGN §3 ``traffic``; the split check's reason rides along when it has one."""
+             window: WindowData) -> TrafficReport:
+    """The split check's result; without one, the observed share alone."""
     if check is None:
-        return {"canary_weight": weight,
-                "observed_canary_share": _observed_share(config, window), "split_ok": True}
-    return {"canary_weight": weight, "observed_canary_share": check.observed_canary_share,
-            "split_ok": check.split_ok, "reason": check.reason}
+        return TrafficReport(weight, _observed_share(config, window), True)
+    return TrafficReport(weight, check.observed_canary_share, check.split_ok, check.reason)
 
 
 def _observed_share(config: CanaryConfig, window: WindowData) -> float | None:

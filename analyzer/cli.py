@@ -176,6 +176,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from analyzer.analysis import NO_REVISION_NOTE, Analyzer
     from analyzer.config import default_config
     from analyzer.metrics.prometheus import PrometheusClient
+    from analyzer.metrics.source import PrometheusSource
     from analyzer.request import RequestError, parse_request
 
     config = _config(args.config) or default_config()
@@ -186,8 +187,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
             "canary_service": args.canary_service, "baseline_service": args.baseline_service,
             "config": config.name, "start": start.timestamp(), "end": end.timestamp(),
             "final": args.final}
-    analyzer = Analyzer({config.name: config},
-                        lambda on_query: PrometheusClient(connection, on_query=on_query))
+    source = PrometheusSource(lambda on_query: PrometheusClient(connection, on_query=on_query))
+    analyzer = Analyzer({config.name: config}, source)
     try:
         answer = analyzer.run(parse_request(body))
     except RequestError as exc:

@@ -29,6 +29,7 @@ from analyzer.config.loading import format_validation_error, parse_config
 from analyzer.config.models import MetricConfig
 from analyzer.metrics.dataset import DatasetError, parse_dataset
 from analyzer.metrics.promql import Selector, any_of, regex_escape, string_literal
+from analyzer.metrics.source import PrometheusSource
 from analyzer.request import JudgeRequest, RequestError, parse_request
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -83,7 +84,7 @@ def names_field(message: str, field: str) -> bool:
 # JudgeRequest parsing and resolution
 
 
-ANALYZER = Analyzer({"default": default_config()}, client_factory=lambda *_: None,
+ANALYZER = Analyzer({"default": default_config()}, PrometheusSource(lambda *_: None),
                     max_window=timedelta(hours=24))
 
 

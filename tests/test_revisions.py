@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,17 @@ from fastapi.testclient import TestClient
 from k8s_server import FakeKube
 from promfixture import PrometheusServer, free_port, istio_series, traffic_from_dataset
 
+from analyzer.analysis import Analyzer
 from analyzer.api.app import Settings, create_app
+from analyzer.config import default_config
 from analyzer.metrics.dataset import Dataset, read_dataset
+from analyzer.metrics.source import PrometheusSource
 from analyzer.replay import replay_dataset
+from analyzer.request import parse_request
+from analyzer.store import Store
 from devtools.analysisrun import run_analysis
 from devtools.argo import argo_phase
+from devtools.datasource import DatasetSource
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
@@ -395,12 +401,7 @@ def test_live_and_replay_agree_at_every_look(prometheus: PrometheusServer,
 def test_the_window_bound_is_on_the_session_grid() -> None:
     """The most recent 24 h of a long session start on its interval grid, so the intervals
     judged are the same ones an unbounded window would have."""
-    from datetime import UTC, datetime
-
-    from analyzer.analysis import Analyzer
-    from analyzer.config import default_config
-
-    analyzer = Analyzer({"default": default_config()}, client_factory=lambda *_: None,
+    analyzer = Analyzer({"default": default_config()}, PrometheusSource(lambda *_: None),
                         max_window=timedelta(hours=24))
     start = datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)
     end = start + timedelta(hours=30, seconds=45)
@@ -409,3 +410,27 @@ def test_the_window_bound_is_on_the_session_grid() -> None:
     assert timedelta(hours=24) - timedelta(seconds=30) < end - bounded <= timedelta(hours=24)
     assert note is not None and "most recent 24 h" in note
     assert analyzer._bounded(start, start + timedelta(hours=2)) == (start, None)
+
+
+def test_the_service_path_on_a_dataset_equals_replay(tmp_path: Path) -> None:
+    """The same claim without Prometheus: the use case with its store, fed the dataset
+    through ``DatasetSource``, answers what ``replay`` answers, look by look."""
+    for name in ("healthy", "error-regression", "latency-regression"):
+        dataset = _example(name)
+        store = Store(str(tmp_path / f"{name}.db"))
+        analyzer = Analyzer({"default": default_config()}, DatasetSource(dataset), store=store)
+        replayed = replay_dataset(dataset)
+        start = dataset.start.timestamp()
+        try:
+            for look, evaluation in enumerate(replayed.evaluations, start=1):
+                weight = None if dataset.canary_weight is None else float(
+                    dataset.canary_weight[look - 1])
+                report = analyzer.analyse(parse_request({
+                    "namespace": NS, "rollout": name, "canary_service": f"{name}-canary",
+                    "baseline_service": f"{name}-stable", "start": start,
+                    "end": start + evaluation.at, "final": look == len(dataset),
+                    "canary_weight": weight, "canary_revision": "r1"}))
+                assert (report.verdict, report.score) == (evaluation.verdict, evaluation.score)
+                assert report.analysis_id is not None
+        finally:
+            store.close()

@@ -124,6 +124,9 @@ def analysis_run(client: TestClient, name: str, dataset: Dataset) -> list[str]:
     return [look.phase for look in looks]
 
 
+@pytest.mark.parametrize(("name", "outcome"), [
+    ("healthy", "never-failed"), ("error-regression", "failed"),
+    ("latency-regression", "failed"), ("shared-outage", "never-failed")])
 def test_analysis_run(prometheus: PrometheusServer, make_client: Callable[..., TestClient],
                       datasets: dict[str, Dataset], name: str, outcome: str) -> None:
     client = make_client(prometheus.url)

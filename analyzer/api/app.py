@@ -34,6 +34,7 @@ from analyzer.mesh.client import KubeClient
 from analyzer.mesh.facts import KUBE_TIMEOUT, CachedRolloutFacts
 from analyzer.metrics.connection import PrometheusConnection
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
+from analyzer.metrics.source import PrometheusSource
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
 from analyzer.store import Store, StoreUnavailable
 from analyzer.telemetry import Telemetry
@@ -103,7 +104,8 @@ def create_app(settings: Settings) -> FastAPI:
                                 timeout=settings.prometheus_timeout,
                                 budget=settings.prometheus_timeout, on_query=on_query)
 
-    analyzer = Analyzer(configs, client_factory, store=store, telemetry=telemetry,
+    source = PrometheusSource(client_factory, on_query=telemetry.observe_query)
+    analyzer = Analyzer(configs, source, store=store, telemetry=telemetry,
                         step_seconds=settings.step_seconds, max_window=settings.max_window,
                         rollout_facts=_rollout_source(settings),
                         allow_inline_promql=settings.allow_inline_promql)
