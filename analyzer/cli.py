@@ -19,7 +19,6 @@ from analyzer.config import CanaryConfig, load_config
 from analyzer.errors import AnalyzerError, InputError, UnavailableError
 from analyzer.logs import LOG_FORMATS
 from analyzer.mesh.cli import add_weights_parser
-from analyzer.mesh.client import KubeConfigError
 from analyzer.metrics.connection import (
     PrometheusConnection,
     add_connection_flags,
@@ -27,13 +26,6 @@ from analyzer.metrics.connection import (
 )
 from analyzer.metrics.dataset import DatasetError
 from analyzer.preview import add_preview_parser
-from analyzer.replay import (
-    backtest_summary,
-    dataset_paths,
-    load_datasets,
-    replay_dataset,
-)
-from analyzer.timeline import format_timeline
 
 # The bundled example canaries of a source checkout (make demo runs from one).
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
@@ -43,7 +35,6 @@ EXIT_BAD_INPUT = 2
 
 
 EXIT_CODES: tuple[tuple[type[AnalyzerError], int], ...] = (
-    (KubeConfigError, EXIT_BAD_INPUT),  # no usable kubeconfig: the flag is what to fix
     (InputError, EXIT_BAD_INPUT),
     (UnavailableError, EXIT_UNAVAILABLE),
 )
@@ -63,6 +54,9 @@ def _config(path: str | None) -> CanaryConfig | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from analyzer.replay import load_datasets, replay_dataset
+    from analyzer.timeline import format_timeline
+
     config = _config(args.config)
     datasets = load_datasets([Path(p) for p in args.datasets])
     for dataset in datasets:
@@ -100,6 +94,8 @@ def _format_backtest(summary: dict) -> str:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from analyzer.replay import backtest_summary, dataset_paths, load_datasets, replay_dataset
+
     config = _config(args.config)
     directory = Path(args.directory)
     if not directory.is_dir():

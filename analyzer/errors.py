@@ -22,12 +22,13 @@ and a programming error cannot pass for bad input.
     │   ├── DatabaseUrlError            --database / -file / env (analyzer.database_url)
     │   ├── TokenFileError              --token-file             (analyzer.api.auth)
     │   ├── MeshError                   a VirtualService's shape (analyzer.mesh)
+    │   ├── KubeConfigError             --kubeconfig / --in-cluster (analyzer.mesh.client)
     │   └── UsageError                  command-line flags       (analyzer.cli)
     └── UnavailableError                dependency: who did not answer
         ├── PrometheusUnavailable       "prometheus"             (analyzer.metrics.prometheus)
         ├── StoreUnavailable            "store"                  (analyzer.store)
         └── KubeError                   "kubernetes"             (analyzer.mesh.client)
-            └── KubeConfigError, NotFound, Forbidden, WeightConflict
+            └── NotFound, Forbidden, WeightConflict
 
 The API maps the tree to statuses in ``analyzer.api.errors``, the CLI to exit codes in
 ``analyzer.cli``; each has one table.

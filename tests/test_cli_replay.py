@@ -1,22 +1,30 @@
-"""`replay` and `backtest` through the real console script: output shape and exit codes."""
+"""`replay` and `backtest`: output shape and exit codes, through ``main()`` in process (one
+test runs the installed console script, to show the entry point itself works)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from analyzer.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "datasets"
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analyzer.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    """``canary-analyzer ARGS`` in this process: its exit status and what it printed."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["canary-analyzer", *args], code, out.getvalue(),
+                                       err.getvalue())
 
 
 def test_replay_json_lines_match_the_contract():

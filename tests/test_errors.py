@@ -56,6 +56,8 @@ def test_cli_table(tmp_path, capsys) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     cases = [
         (["serve", "--kubeconfig", str(tmp_path / "none")], 2, "cannot load kubeconfig"),
+        (["weights", "get", "--namespace", "a", "--virtualservice", "v",
+          "--kubeconfig", str(tmp_path / "none")], 2, "kubeconfig"),
         (["export", "--prometheus", closed, "--namespace", "a", "--canary-service", "b",
           "--baseline-service", "c", "--start", "0", "--end", "600",
           "-o", str(tmp_path / "missing" / "x.json")], 2, "-o: folder"),
@@ -69,4 +71,4 @@ def test_cli_table(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert err.startswith(f"canary-analyzer {argv[0]}: ") and message in err, err
         assert "Traceback" not in err
-    assert issubclass(KubeConfigError, UnavailableError)  # yet exit 2: the table says so
+    assert issubclass(KubeConfigError, InputError)  # a setup problem: exit 2

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
-from scipy.stats import norm, rankdata
 
 DIRECTIONS = ("increase", "decrease", "either")
 NAN_STRATEGIES = ("remove", "replace")
@@ -58,6 +56,8 @@ def wilcoxon_diff(mu: float, q: float, x: np.ndarray, y: np.ndarray) -> float:
     nx, ny = len(x), len(y)
     n = nx + ny
     pooled = np.concatenate((np.asarray(x, dtype=float) - mu, np.asarray(y, dtype=float)))
+    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import: only when used
+
     ranks = rankdata(pooled)  # average ranks for ties, as R's rank()
     dz = ranks[:nx].sum() - nx * (nx + 1) / 2 - nx * ny / 2
     ties = np.unique(pooled, return_counts=True)[1].astype(float)
@@ -83,6 +83,9 @@ def mann_whitney_interval(canary: np.ndarray, baseline: np.ndarray,
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     lo, hi = float(x.min() - y.max()), float(x.max() - y.min())
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
     z = -norm.ppf((1 - confidence) / 2)  # positive, e.g. 2.326 at 98%
 
     def root(q: float) -> float:

@@ -10,18 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analyzer.mesh.client import KubeClient, KubeConfigError, KubeError, WeightConflict
-from analyzer.mesh.virtualservice import (
-    DestinationNotFound,
-    MeshError,
-    RouteNotFound,
-    Split,
-    WeightReading,
-    read_weights,
-)
-from analyzer.mesh.weights import InvalidWeight, set_canary_weight
+if TYPE_CHECKING:  # the command imports the Kubernetes client only when it runs
+    from analyzer.mesh.virtualservice import MeshError, WeightReading
 
 EXIT_OK = 0
 EXIT_KUBE = 1
@@ -71,6 +63,9 @@ def _fail(code: int, message: str) -> int:
 
 def _flag_for(exc: MeshError, args: argparse.Namespace) -> str:
     """The command-line flag a shape error is about."""
+    from analyzer.mesh.virtualservice import RouteNotFound
+    from analyzer.mesh.weights import InvalidWeight
+
     if isinstance(exc, RouteNotFound):
         return "--route"
     if isinstance(exc, InvalidWeight):
@@ -92,6 +87,10 @@ def _describe(reading: WeightReading) -> str:
 
 def cmd_weights(args: argparse.Namespace) -> int:
     """Handler for ``weights``; returns the exit status and never raises for expected errors."""
+    from analyzer.mesh.client import KubeClient, KubeConfigError, KubeError, WeightConflict
+    from analyzer.mesh.virtualservice import DestinationNotFound, MeshError, Split, read_weights
+    from analyzer.mesh.weights import set_canary_weight
+
     if args.action == "set" and args.canary is None:
         return _fail(EXIT_BAD_INPUT, "--canary N is required for `weights set`")
     if args.action == "get" and (args.canary is not None or args.dry_run):

@@ -25,7 +25,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException, OpenApiException
 from kubernetes.config.config_exception import ConfigException
 
-from analyzer.errors import AnalyzerError, UnavailableError
+from analyzer.errors import AnalyzerError, InputError, UnavailableError
 
 DEFAULT_TIMEOUT = 5.0
 MERGE_PATCH = "application/merge-patch+json"
@@ -44,8 +44,9 @@ class KubeError(UnavailableError):
         self.reason = reason
 
 
-class KubeConfigError(KubeError):
-    """No usable kubeconfig / in-cluster service account: a setup problem, not a server one."""
+class KubeConfigError(InputError):
+    """No usable kubeconfig / in-cluster service account: a setup problem, not a server one
+    (so input to fix, exit status 2, not an unavailable Kubernetes)."""
 
 
 class NotFound(KubeError):
