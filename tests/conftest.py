@@ -1,11 +1,17 @@
-"""Shared fixtures: real Prometheus servers loaded with backfilled series (see promfixture)."""
+"""Shared fixtures: real Prometheus servers loaded with backfilled series (see promfixture),
+and the service app in process."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from promfixture import PrometheusServer, Series, tools_missing
+
+from analyzer.api.app import Settings, create_app
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +36,20 @@ def start_prometheus(prometheus_tools: None, tmp_path_factory: pytest.TempPathFa
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """A fresh app (own database and metrics registry) against the given Prometheus URL."""
+    clients: list[TestClient] = []
+
+    def make(url: str, **settings: Any) -> TestClient:
+        db = tmp_path / f"analyzer-{len(clients)}.db"
+        client = TestClient(create_app(Settings(prometheus_url=url, database_url=str(db),
+                                                **settings)))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()

@@ -25,7 +25,6 @@ from k8s_server import FakeKube
 from promfixture import PrometheusServer, free_port, istio_series, traffic_from_dataset
 
 from analyzer.analysis import Analyzer
-from analyzer.api.app import Settings, create_app
 from analyzer.config import default_config
 from analyzer.metrics.dataset import Dataset, read_dataset
 from analyzer.metrics.source import PrometheusSource
@@ -73,22 +72,6 @@ def prometheus(start_prometheus: Callable) -> PrometheusServer:
     for name in ("healthy", "error-regression", "latency-regression"):
         series += _traffic(_example(name), f"{name}-canary", f"{name}-stable", 0)
     return start_prometheus(series)
-
-
-@pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(url: str, **settings: Any) -> TestClient:
-        db = tmp_path / f"analyzer-{len(clients)}.db"
-        client = TestClient(create_app(Settings(prometheus_url=url, database_url=str(db),
-                                                **settings)))
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 def _t0(hours: float) -> float:

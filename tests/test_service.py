@@ -26,7 +26,6 @@ from fastapi.testclient import TestClient
 from k8s_server import FakeKube
 from promfixture import PrometheusServer, free_port, istio_series, traffic_from_dataset
 
-from analyzer.api.app import Settings, create_app
 from analyzer.judge.series import RatioSeries
 from analyzer.metrics.dataset import Dataset, read_dataset
 from devtools.analysisrun import run_analysis
@@ -83,23 +82,6 @@ def _series(datasets: dict[str, Dataset]) -> list:
 @pytest.fixture(scope="module")
 def prometheus(start_prometheus: Callable, datasets: dict[str, Dataset]) -> PrometheusServer:
     return start_prometheus(_series(datasets))
-
-
-@pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """A fresh app (own database and metrics registry) against the given Prometheus URL."""
-    clients: list[TestClient] = []
-
-    def make(url: str, **settings: Any) -> TestClient:
-        db = tmp_path / f"analyzer-{len(clients)}.db"
-        client = TestClient(create_app(Settings(prometheus_url=url, database_url=str(db),
-                                                **settings)))
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 def body(name: str, dataset: Dataset, k: int, **extra: Any) -> dict[str, Any]:
@@ -208,7 +190,7 @@ def test_response_shape(prometheus: PrometheusServer, make_client: Callable[...,
     assert answer.headers["content-type"] == "application/json"
     data = json.loads(answer.text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     assert set(data) == {"verdict", "score", "reason", "analysis_id", "window", "session",
-                         "traffic", "metrics", "notes"}
+                         "traffic", "metrics", "notes", "judge_version"}
     assert data["session"] == {"start": "2026-01-05T10:00:00Z", "revision": None,
                                "revision_source": None}
     assert data["notes"] and "revisions are not told apart" in data["notes"][0]
