@@ -34,6 +34,7 @@ from analyzer.metrics.connection import PrometheusConnection
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
 from analyzer.store import Store, StoreUnavailable
+from analyzer.store.retention import DEFAULT_RETENTION, Pruner, RetentionError
 from analyzer.telemetry import Telemetry
 
 MAX_BODY = 64 * 1024
@@ -59,6 +60,8 @@ class Settings:
     token_file: str | None = None
     allow_inline_promql: bool = False
     prometheus: PrometheusConnection | None = None  # auth/TLS/headers; else prometheus_url
+    retention: timedelta = DEFAULT_RETENTION  # evaluations older than this are pruned
+    store_size_limit: int | None = None  # SQLite only: bytes of used pages kept at most
 
 
 def _no_constants(name: str) -> Any:
@@ -105,15 +108,24 @@ def create_app(settings: Settings) -> FastAPI:
                         step_seconds=settings.step_seconds, max_window=settings.max_window,
                         rollout_facts=_rollout_source(settings),
                         allow_inline_promql=settings.allow_inline_promql)
+    try:
+        pruner = Pruner(store, settings.retention, size_limit=settings.store_size_limit)
+    except RetentionError:
+        store.close()
+        raise
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pruner.start()
         yield
+        pruner.stop()
         store.close()
 
     app = FastAPI(title="canary-analyzer", version="0.1.0", lifespan=lifespan,
                   description="Anytime-valid canary analysis for Argo Rollouts")
     app.state.analyzer = analyzer
     app.state.store = store
+    app.state.pruner = pruner
     app.state.telemetry = telemetry
     app.state.settings = settings
 
