@@ -287,9 +287,10 @@ class Analyzer:
                 response=response, queries=list(window.queries))
             response["analysis_id"] = recorded.session.id
             if recorded.created and self.telemetry is not None:
-                self.telemetry.session_created(resolved.namespace, resolved.rollout)
+                self.telemetry.session_created()
         if self.telemetry is not None:
-            self.telemetry.record(resolved.namespace, resolved.rollout, response)
+            self.telemetry.record(resolved.namespace, resolved.rollout, response,
+                                  canary=resolved.sides.canary, stable=resolved.sides.baseline)
             self.telemetry.analysis_duration.observe(time.monotonic() - began)
         return response
 
