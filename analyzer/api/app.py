@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, RolloutSource
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
 from analyzer.api.hostile import CountUnhandledErrors, nesting_error
+from analyzer.api.openapi import judge_request_body
 from analyzer.api.requestlog import LogJudgeCalls
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.mesh.client import KubeClient
@@ -190,7 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(LogJudgeCalls)
 
     @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)",
-              dependencies=guard)
+              dependencies=guard, openapi_extra=judge_request_body())
     async def judge_post(request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is not None and not length.isdigit():
