@@ -8,6 +8,7 @@ Prometheus, so the measured bytes per evaluation are what a deployment stores.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,31 @@ def test_pruning_batches_are_short(answer: dict[str, Any], tmp_path: Path) -> No
         print(f"prune: {report.batches} batches, slowest {report.slowest_batch * 1000:.1f} ms")
         assert report.evaluations == 1000 and report.batches == 5
         assert report.slowest_batch < 0.5
+    finally:
+        store.close()
+
+
+def test_judge_calls_wait_little_while_pruning(answer: dict[str, Any],
+                                              tmp_path: Path) -> None:
+    """Recording goes on while a long prune runs (no pause between batches, the worst
+    case): no call fails on the lock, and none waits long."""
+    store = Store(str(tmp_path / "busy.db"))
+    try:
+        _fill(store, answer, 3000, T0, every=timedelta(seconds=10))
+        pruner = Pruner(store, timedelta(days=1), pause=0,
+                        clock=lambda: T0 + timedelta(days=2))
+        worker = threading.Thread(target=pruner.prune)
+        worker.start()
+        waits = []
+        while worker.is_alive():
+            began = time.monotonic()
+            _fill(store, answer, 1, T0 + timedelta(days=2))
+            waits.append(time.monotonic() - began)
+        worker.join()
+        print(f"{len(waits)} records during the prune, longest {max(waits) * 1000:.0f} ms")
+        assert len(waits) >= 3 and max(waits) < 1.0
+        detail = store.get_analysis(store.list_analyses()[0]["id"])
+        assert detail is not None and len(detail["evaluations"]) == len(waits)
     finally:
         store.close()
 

@@ -123,9 +123,11 @@ class Pruner:
         sessions left without any. ``StoreUnavailable`` when the database cannot be used."""
         report = PruneReport()
         cutoff = _utc(self.clock()) - self.retention
-        while self._batch(report, EvaluationRow.at < cutoff):
+        # Checked between batches, so stopping the service does not wait for a long run.
+        while not self._stop.is_set() and self._batch(report, EvaluationRow.at < cutoff):
             pass
-        while self.size_limit is not None and self.used_bytes() > self.size_limit:
+        while (self.size_limit is not None and not self._stop.is_set()
+               and self.used_bytes() > self.size_limit):
             if not self._batch(report):
                 break
         report.sessions_closed = self._close_emptied(cutoff)
