@@ -352,7 +352,7 @@ def test_pruning_by_age_keeps_session_summaries(any_url: str) -> None:
     is closed (a later call of its revision starts afresh), one with recent calls stays."""
     from datetime import timedelta
 
-    from analyzer.store.retention import Pruner
+    from analyzer.store.retention import Pruner, RetentionError
 
     store = Store(any_url)
     day0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -380,6 +380,9 @@ def test_pruning_by_age_keeps_session_summaries(any_url: str) -> None:
         assert detail is not None and len(detail["evaluations"]) == 2
         assert store.find_session(old) is None
         assert pruner.prune().evaluations == 0  # nothing more until time passes
+        if store.engine.dialect.name == "postgresql":  # the size budget counts SQLite pages
+            with pytest.raises(RetentionError, match="--store-size-limit"):
+                Pruner(store, size_limit=2**30)
     finally:
         store.close()
 
