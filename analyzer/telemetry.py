@@ -27,10 +27,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from analyzer.store.retention import PruneReport
 
 VERDICTS = ("pass", "fail", "inconclusive")
 VERDICT_VALUE = {"pass": 1.0, "inconclusive": 0.0, "fail": -1.0}
@@ -153,11 +156,21 @@ class Telemetry:
         self.untracked = Counter("canary_analyzer_rollouts_untracked",
                                  "Verdicts of rollouts given no series: the rollout cap was "
                                  "reached and no tracked rollout was idle", registry=r)
+        self.pruned = Counter("canary_analyzer_evaluations_pruned",
+                              "Stored evaluations deleted by the retention (age or size)",
+                              registry=r)
+        self.prune_batch = Gauge("canary_analyzer_prune_slowest_batch_seconds",
+                                 "Longest delete batch of the last pruning run (how long "
+                                 "judge calls may have waited for the database)", registry=r)
         for reason in ERROR_REASONS:
             self.errors.labels(reason=reason)
 
     def session_created(self) -> None:
         self.sessions.inc()
+
+    def store_pruned(self, report: PruneReport) -> None:
+        self.pruned.inc(report.evaluations)
+        self.prune_batch.set(report.slowest_batch)
 
     def observe_query(self, seconds: float) -> None:
         self.query_duration.observe(seconds)

@@ -150,10 +150,12 @@ def test_serve_prunes_in_the_background(answer: dict[str, Any], tmp_path: Path) 
     with TestClient(app) as client:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            (session,) = client.get("/api/v1/analyses").json()["analyses"]
-            if session["evaluations_pruned"]:
+            metrics = client.get("/metrics").text
+            if "canary_analyzer_evaluations_pruned_total 0.0" not in metrics:
                 break
             time.sleep(0.1)
+        assert "canary_analyzer_evaluations_pruned_total 5.0" in metrics
+        (session,) = client.get("/api/v1/analyses").json()["analyses"]
         assert session["evaluations_pruned"] == 5 and session["closed_at"] is None
         detail = client.get(f"/api/v1/analyses/{session['id']}").json()
         assert len(detail["evaluations"]) == 2

@@ -110,7 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
                         rollout_facts=_rollout_source(settings),
                         allow_inline_promql=settings.allow_inline_promql)
     try:
-        pruner = Pruner(store, settings.retention, size_limit=settings.store_size_limit)
+        pruner = Pruner(store, settings.retention, size_limit=settings.store_size_limit,
+                        on_pruned=telemetry.store_pruned)
     except RetentionError:
         store.close()
         raise

@@ -99,7 +99,8 @@ class PruneReport:
 
 
 class Pruner:
-    """Prunes one store by age and, for SQLite, by size; ``clock`` is injectable for tests.
+    """Prunes one store by age and, for SQLite, by size; ``clock`` is injectable for tests,
+    ``on_pruned`` hears each background run's report (the service counts it in /metrics).
 
     ``size_limit`` bounds the bytes of the database's used pages (SQLite reuses the pages
     of deleted rows, so the file stops growing once pruning keeps up).
@@ -107,7 +108,8 @@ class Pruner:
 
     def __init__(self, store: Store, retention: timedelta = DEFAULT_RETENTION, *,
                  size_limit: int | None = None, batch: int = BATCH, pause: float = PAUSE,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 on_pruned: Callable[[PruneReport], None] | None = None) -> None:
         if size_limit is not None:
             check_size_limit_applies(store.url)
         self.store = store
@@ -116,6 +118,7 @@ class Pruner:
         self.batch = batch
         self.pause = pause
         self.clock = clock
+        self.on_pruned = on_pruned
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -203,6 +206,8 @@ class Pruner:
             except StoreUnavailable as exc:  # a lock, a full disk: the next run tries again
                 log.warning("pruning skipped: %s", exc.reason)
             else:
+                if self.on_pruned is not None:
+                    self.on_pruned(report)
                 if report.evaluations or report.sessions_closed:
                     log.info("pruned %d evaluations in %d batches (slowest %.3f s), closed "
                              "%d idle sessions", report.evaluations, report.batches,
