@@ -271,9 +271,10 @@ class Analyzer:
                 response=wire, queries=list(window.queries))
             report = report.with_id(recorded.session.id)
             if recorded.created and self.telemetry is not None:
-                self.telemetry.session_created(resolved.namespace, resolved.rollout)
+                self.telemetry.session_created()
         if self.telemetry is not None:
-            self.telemetry.record(resolved.namespace, resolved.rollout, to_wire(report))
+            self.telemetry.record(resolved.namespace, resolved.rollout, to_wire(report),
+                                  canary=resolved.sides.canary, stable=resolved.sides.baseline)
             self.telemetry.analysis_duration.observe(time.monotonic() - began)
         return report
 

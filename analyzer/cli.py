@@ -131,17 +131,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from analyzer.config import load_config_dir
     from analyzer.database_url import resolve_database_url
     from analyzer.logs import configure_logging
+    from analyzer.store.retention import check_size_limit_applies, parse_retention, parse_size
 
     # Every check below ends serve before it listens: 2 for a bad flag, config dir or token
     # file, 1 for a database it cannot open, migrate or write.
     configs = load_config_dir(args.config_dir)
     connection = _connection(args)
     database_url = resolve_database_url(args.database, args.database_file)
+    retention = parse_retention(args.retention)
+    size_limit = None if args.store_size_limit is None else parse_size(args.store_size_limit)
+    if size_limit is not None:
+        check_size_limit_applies(database_url)
     settings = Settings(prometheus_url=args.prometheus, config_dir=args.config_dir,
                         database_url=database_url, kubeconfig=args.kubeconfig,
                         in_cluster=args.in_cluster, configs=configs,
                         token_file=args.token_file, prometheus=connection,
-                        allow_inline_promql=args.allow_inline_promql)
+                        allow_inline_promql=args.allow_inline_promql, retention=retention,
+                        store_size_limit=size_limit)
     try:
         app = create_app(settings)
     except TokenFileError as exc:
@@ -312,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-inline-promql", action="store_true",
                        help="let a request's inline config run its own PromQL (off: inline "
                             "configs may use the built-in Istio metrics only)")
+    serve.add_argument("--retention", default="30d", metavar="DURATION",
+                       help="prune stored evaluations older than this, in the background "
+                            "(sessions keep a summary); e.g. 30d, 12h, 2w (default: "
+                            "%(default)s)")
+    serve.add_argument("--store-size-limit", metavar="SIZE",
+                       help="SQLite only: also prune the oldest evaluations while the "
+                            "database holds more than SIZE (e.g. 512Mi), so a volume with a "
+                            "sizeLimit never fills; leave room for a WAL of up to 64Mi")
     serve.add_argument("--log-format", choices=LOG_FORMATS, default="json",
                        help="json: one JSON object per line on stdout, for a log platform "
                             "(default); text: for reading by hand")

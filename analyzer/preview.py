@@ -6,7 +6,10 @@ rather than a re-computation: verdict timeline, score, per-metric effect with it
 band and the allowed margin, per-metric e-value (log scale) with the rejection threshold, and
 the canary weight beside the share of requests the canary really got.
 
-Command: ``canary-analyzer preview (--file F | --url U) -o OUT.png``.
+Command: ``canary-analyzer preview (--file F | --url U [--token-file T]) -o OUT.png``. A
+service started with ``--token-file`` answers ``/api/v1/*`` only with its bearer token, so
+``preview`` sends the one in ``--token-file`` (the same file, e.g. the mounted Secret) as
+Argo and every other client do.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import argparse
 import json
 import math
 import re
+import sys
+import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -38,8 +43,9 @@ def _finite(value: Any) -> float | None:
 
 
 def load_detail(*, file: str | Path | None = None, url: str | None = None,
-                timeout: float = 20.0) -> dict[str, Any]:
-    """The analysis detail JSON from a file or from the service (``…/api/v1/analyses/{id}``)."""
+                token: str | None = None, timeout: float = 20.0) -> dict[str, Any]:
+    """The analysis detail JSON from a file or from the service (``…/api/v1/analyses/{id}``),
+    sending ``token`` as ``Authorization: Bearer`` when given."""
     if (file is None) == (url is None):
         raise ValueError("give exactly one of file and url")
     if file is not None:
@@ -47,7 +53,10 @@ def load_detail(*, file: str | Path | None = None, url: str | None = None,
     assert url is not None
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url!r}")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as answer:
         return json.loads(answer.read())
 
@@ -199,11 +208,50 @@ def render(detail: Mapping[str, Any], output: str | Path, *, dpi: int = 90) -> P
     return out
 
 
+def read_token(path: str) -> str:
+    """The API token from a file, as ``serve --token-file`` reads it (surrounding whitespace
+    dropped: a Secret made with ``--from-file`` keeps the editor's newline)."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"--token-file {path}: cannot read: {reason}") from None
+    if not token or "\n" in token:
+        raise ValueError(f"--token-file {path}: expected one line holding the token")
+    return token
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
-    detail = load_detail(file=args.file, url=args.url)
+    """Exit 2 for what the user must fix (a flag, a file, a 4xx such as a missing token),
+    1 when the service could not be reached or failed."""
+    try:
+        if args.token_file and args.url is None:
+            raise ValueError("--token-file: only with --url (a file needs no token)")
+        token = read_token(args.token_file) if args.token_file else None
+        detail = load_detail(file=args.file, url=args.url, token=token)
+    except urllib.error.HTTPError as exc:
+        hint = (" (pass the service's token with --token-file)"
+                if exc.code == 401 and not args.token_file else "")
+        print(f"canary-analyzer preview: {args.url}: HTTP {exc.code}: "
+              f"{_error_text(exc)}{hint}", file=sys.stderr)
+        return 2 if 400 <= exc.code < 500 else 1
+    except urllib.error.URLError as exc:
+        print(f"canary-analyzer preview: {args.url}: {exc.reason}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # also a file that is not JSON (JSONDecodeError)
+        print(f"canary-analyzer preview: {exc}", file=sys.stderr)
+        return 2
     out = render(detail, args.output)
     print(f"wrote {out}")
     return 0
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    """The API's ``error`` field when the answer has one, else the HTTP reason."""
+    try:
+        return str(json.loads(exc.read())["error"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return str(exc.reason)
 
 
 def add_preview_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -214,9 +262,13 @@ def add_preview_parser(subparsers: Any) -> argparse.ArgumentParser:
     source.add_argument("--file", metavar="F", help="analysis detail JSON file")
     source.add_argument("--url", metavar="U",
                         help="e.g. http://canary-analyzer:8080/api/v1/analyses/ID")
+    parser.add_argument("--token-file", metavar="PATH",
+                        help="send 'Authorization: Bearer <the file's content>' with --url, "
+                             "for a service started with --token-file")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.png")
     parser.set_defaults(func=cmd_preview)
     return parser
 
 
-__all__ = ["add_preview_parser", "allowed_margins", "cmd_preview", "load_detail", "render"]
+__all__ = ["add_preview_parser", "allowed_margins", "cmd_preview", "load_detail", "read_token",
+           "render"]

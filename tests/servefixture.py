@@ -31,11 +31,12 @@ read-only file or directory is read-only for it (tests run as root in CI)."""
 
 class ServeProcess(ManagedProcess):
     def __init__(self, workdir: Path, prometheus_url: str, database: str, *,
-                 port: int | None = None, wrapper: Sequence[str] = ()) -> None:
+                 port: int | None = None, wrapper: Sequence[str] = (),
+                 extra: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         command = [*wrapper, sys.executable, "-m", "analyzer.cli", "serve", "--host",
                    "127.0.0.1", "--port", str(self.port), "--prometheus", prometheus_url,
-                   "--database", database]
+                   "--database", database, *extra]
         super().__init__(command, url=f"http://127.0.0.1:{self.port}", ready_path="/healthz",
                          log=workdir / f"serve-{self.port}.log",
                          env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -40,7 +40,8 @@ DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 
 NS, ROLLOUT = "shop", "checkout"
 VALUES = {"namespace": NS, "rollout": ROLLOUT, "canary_service": f"{ROLLOUT}-canary",
-          "stable_service": f"{ROLLOUT}-stable", "__rate_interval": "1m", "__range": "2m",
+          "stable_service": f"{ROLLOUT}-stable", "weight": "5", "__rate_interval": "1m",
+          "__range": "2m",
           "analyzer_url": "http://127.0.0.1"}
 ISTIO_METRICS = {
     "istio_requests_total", "istio_request_duration_milliseconds_bucket",
@@ -137,11 +138,29 @@ def test_structure(name: str) -> None:
 def test_analysis_dashboard_contents() -> None:
     dashboard = ALL["canary-analysis.json"]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    for name in ("namespace", "rollout"):
-        assert variables[name]["type"] == "query"
-        assert "canary_analyzer_last_verdict" in variables[name]["query"]["query"]
-    assert variables["canary_service"]["query"] == "${rollout}-canary"
-    assert variables["stable_service"]["query"] == "${rollout}-stable"
+    # No guessing: every variable but the analyzer's URL comes from what the analyzer
+    # exported; the sides are the labels of the verdict metrics, the steps their weights.
+    assert [v["name"] for v in variables.values() if v["type"] == "textbox"] == ["analyzer_url"]
+    for name, label in (("namespace", "namespace"), ("rollout", "rollout"),
+                        ("canary_service", "canary"), ("stable_service", "stable")):
+        query = variables[name]["query"]["query"]
+        assert query.startswith("label_values(canary_analyzer_last_verdict"), name
+        assert query.endswith(f", {label})"), name
+    assert variables["weight"]["query"]["query"].startswith(
+        "label_values(canary_analyzer_step_verdict{")
+    (step,) = [p for p in panels(dashboard) if p.get("repeat") == "weight"]
+    step_exprs = [t["expr"] for t in step["targets"]]
+    for name in ("canary_analyzer_step_canary_weight", "canary_analyzer_step_observed_canary_share",
+                 "canary_analyzer_step_verdict"):
+        (expr,) = [e for e in step_exprs if name + "{" in e]
+        assert 'weight="$weight"' in expr
+    notes = {a["name"]: a["expr"] for a in dashboard["annotations"]["list"] if "expr" in a}
+    # Regions while the last verdict is fail or inconclusive. (Not increase() of the
+    # counters: a rollout's first verdict is born at 1, which increase() cannot see.)
+    assert sorted(notes) == ["Fail verdicts", "Inconclusive verdicts"]
+    assert notes["Fail verdicts"].endswith("} == -1")
+    assert notes["Inconclusive verdicts"].endswith("} == 0")
+    assert all(e.startswith("canary_analyzer_last_verdict{") for e in notes.values())
     assert variables["analyzer_url"]["query"] == "http://canary-analyzer.canary-analyzer.svc:8080"
     by_type = {p["type"] for p in panels(dashboard)}
     assert {"state-timeline", "timeseries"} <= by_type
@@ -372,16 +391,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait(up, "up == 1", 20)
         start = dataset.start.timestamp()
         verdicts = []
-        for k in (4, 8):  # 4 intervals pass, by 8 the error regression fails
+        # A first step whose weight (20%) is not the split Istio saw (5%) is inconclusive;
+        # at 5%, 4 intervals pass, and by 8 the error regression fails.
+        for k, weight in ((2, 20), (4, 5), (8, 5)):
             body = {"namespace": NS, "rollout": ROLLOUT, "canary_service": f"{ROLLOUT}-canary",
                     "baseline_service": f"{ROLLOUT}-stable", "start": start,
-                    "end": start + k * dataset.interval_seconds, "canary_weight": 5}
+                    "end": start + k * dataset.interval_seconds, "canary_weight": weight}
             request = urllib.request.Request(
                 f"{analyzer}/api/v1/judge", data=json.dumps(body).encode(),
                 headers={"Content-Type": "application/json"})
             verdicts.append(json.loads(_get_request(request))["verdict"])
             time.sleep(2.5)  # two scrapes see this verdict
-        assert verdicts == ["pass", "fail"]
+        assert verdicts == ["inconclusive", "pass", "fail"]
 
         def failed_seen() -> bool:
             params = urllib.parse.urlencode({"query": "canary_analyzer_last_verdict == -1"})
@@ -438,8 +459,39 @@ def test_dashboard_gauges_have_values(stack: Stack) -> None:
     assert sorted(allowed.values()) == pytest.approx(expected)
     calls = _samples(text, "canary_analyzer_http_requests_total")
     judged = {labels: n for labels, n in calls.items() if 'route="/api/v1/judge"' in labels}
-    assert sum(judged.values()) == 2 and all('status="200"' in k for k in judged)
+    assert sum(judged.values()) == 3 and all('status="200"' in k for k in judged)
     assert _samples(text, "canary_analyzer_sessions_created_total") == {"": 1.0}
+
+
+def _label_values(prometheus: str, selector: str, label: str) -> list[str]:
+    """What Grafana's ``label_values(selector, label)`` lists: the label's values on the
+    series matching the selector (the series API, over the last minutes)."""
+    now = time.time()
+    params = urllib.parse.urlencode({"match[]": selector, "start": now - 300, "end": now})
+    answer = json.loads(_get(f"{prometheus}/api/v1/series?{params}"))
+    return sorted({s[label] for s in answer["data"] if label in s})
+
+
+def test_variables_resolve_from_the_scraped_analyzer(stack: Stack) -> None:
+    """Each query variable in dashboard order, the earlier ones substituted by what they
+    resolved to (the first value), as Grafana chains them: the Services and steps come out
+    of what Prometheus scraped from ``serve``, not from a default to edit."""
+    dashboard = ALL["canary-analysis.json"]
+    resolved: dict[str, str] = {}
+    found = {}
+    for var in dashboard["templating"]["list"]:
+        if var["type"] != "query":
+            continue
+        match = LABEL_VALUES.match(var["query"]["query"])
+        assert match is not None
+        selector = re.sub(r"\$(\w+)", lambda m: resolved[m.group(1)], match.group(1))
+        label = var["query"]["query"].rsplit(",", 1)[1].strip(" )")
+        found[var["name"]] = _label_values(stack.prometheus, selector, label)
+        assert found[var["name"]], f"{var['name']}: {selector} lists no {label}"
+        resolved[var["name"]] = found[var["name"]][0]
+    assert found == {"namespace": [NS], "rollout": [ROLLOUT],
+                     "canary_service": [f"{ROLLOUT}-canary"],
+                     "stable_service": [f"{ROLLOUT}-stable"], "weight": ["20", "5"]}
 
 
 def test_metric_names_exist(stack: Stack) -> None:
@@ -478,9 +530,9 @@ def test_preview_from_url(stack: Stack, tmp_path: Path) -> None:
     listing = json.loads(_get(f"{stack.analyzer}/api/v1/analyses?rollout={ROLLOUT}"))
     (analysis,) = listing["analyses"]
     detail = load_detail(url=f"{stack.analyzer}/api/v1/analyses/{analysis['id']}")
-    assert [e["verdict"] for e in detail["evaluations"]] == ["pass", "fail"]
+    assert [e["verdict"] for e in detail["evaluations"]] == ["inconclusive", "pass", "fail"]
     now = time.time()
     history = _query(stack.prometheus, "canary_analyzer_last_verdict", now - 120, now, 1)
-    assert {float(v) for r in history for _, v in r["values"]} == {1.0, -1.0}
+    assert {float(v) for r in history for _, v in r["values"]} == {0.0, 1.0, -1.0}
     out = render(detail, tmp_path / "preview.png")
     assert out.stat().st_size > 10_000

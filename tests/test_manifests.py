@@ -31,6 +31,9 @@ from typing import Any
 import pytest
 import yaml
 
+from analyzer.store.db import WAL_SIZE_LIMIT
+from analyzer.store.retention import PRUNE_INTERVAL, parse_size
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 CRDS = REPO.parent / "shared" / "crds"
@@ -654,6 +657,14 @@ def test_overlay_wiring(name: str) -> None:
     assert set(mounts.values()) <= set(volumes)
     assert "emptyDir" in volumes[mounts["/var/lib/canary-analyzer"]]
     assert "emptyDir" in volumes[mounts["/tmp"]]
+    if not any(a.startswith("--database-file") for a in container["args"]):
+        # SQLite on the emptyDir: the size budget, the WAL and one pruning interval of
+        # growth (5 min at 100 calls/s of ~4 KiB) fit in the volume's sizeLimit.
+        (budget,) = [a.split("=")[1] for a in container["args"]
+                     if a.startswith("--store-size-limit=")]
+        volume = volumes[mounts["/var/lib/canary-analyzer"]]["emptyDir"]["sizeLimit"]
+        growth = 100 * PRUNE_INTERVAL * 4200
+        assert parse_size(budget) + WAL_SIZE_LIMIT + growth < parse_size(volume)
     configs = volumes[mounts["/etc/canary-analyzer/configs"]]["configMap"]["name"]
     assert configs == "canary-analyzer-configs"
     one(objs, "ConfigMap", configs)

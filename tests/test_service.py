@@ -410,9 +410,10 @@ def test_metrics_exposition(prometheus: PrometheusServer,
         assert f"\n{name}{{" in text or f"\n{name} " in text, name
     # Every verdict series exists from the session's first call, so increase() sees a fail.
     for verdict in ("pass", "fail", "inconclusive"):
-        assert (f'canary_analyzer_verdicts_total{{namespace="shop",rollout="healthy",'
-                f'verdict="{verdict}"}}') in text
-    assert 'canary_analyzer_last_verdict{namespace="shop",rollout="healthy"} 1.0' in text
+        assert (f'canary_analyzer_verdicts_total{{canary="healthy-canary",namespace="shop",'
+                f'rollout="healthy",stable="healthy-stable",verdict="{verdict}"}}') in text
+    assert ('canary_analyzer_last_verdict{canary="healthy-canary",namespace="shop",'
+            'rollout="healthy",stable="healthy-stable"} 1.0') in text
     assert client.get("/openapi.json").json()["paths"]["/api/v1/judge"]
 
 

@@ -341,3 +341,76 @@ def test_postgres_restart_is_survived(postgres: PostgresServer, pg_url: str) -> 
         assert store.count_analyses() == 0
     finally:
         store.close()
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+def test_pruning_by_age_keeps_session_summaries(any_url: str) -> None:
+    """A fake clock 40 days on: evaluations older than 30 days go in small batches, each
+    session keeps how many went and the newest one's verdict; a session with nothing left
+    is closed (a later call of its revision starts afresh), one with recent calls stays."""
+    from datetime import timedelta
+
+    from analyzer.store.retention import Pruner, RetentionError
+
+    store = Store(any_url)
+    day0 = datetime(2026, 1, 1, tzinfo=UTC)
+    old, live = SessionKey(NS, "old", KEY, "aaa"), SessionKey(NS, "live", KEY, "bbb")
+    try:
+        for day in range(5):
+            at = day0 + timedelta(days=day)
+            store.record(old, "default", day0, at=at, window_end=at,
+                         verdict="fail" if day == 4 else "pass", score=float(day),
+                         final=False, response={"verdict": "x"}, queries=[])
+        for day in (0, 1, 35, 39):
+            _record(store, live, day0 + timedelta(days=day))
+        pruner = Pruner(store, timedelta(days=30), batch=2, pause=0,
+                        clock=lambda: day0 + timedelta(days=40))
+        report = pruner.prune()
+        assert (report.evaluations, report.batches, report.sessions_closed) == (7, 4, 1)
+        listing = {a["rollout"]: a for a in store.list_analyses()}
+        assert listing["old"]["evaluations_pruned"] == 5
+        assert listing["old"]["closed_at"] == "2026-02-10T00:00:00Z"
+        assert listing["old"]["last_evaluation"] == {
+            "at": "2026-01-05T00:00:00Z", "verdict": "fail", "score": 4.0, "pruned": True}
+        assert listing["live"]["evaluations_pruned"] == 2 and listing["live"]["closed_at"] is None
+        assert listing["live"]["last_evaluation"]["at"] == "2026-02-09T00:00:00Z"
+        detail = store.get_analysis(listing["live"]["id"])
+        assert detail is not None and len(detail["evaluations"]) == 2
+        assert store.find_session(old) is None
+        assert pruner.prune().evaluations == 0  # nothing more until time passes
+        if store.engine.dialect.name == "postgresql":  # the size budget counts SQLite pages
+            with pytest.raises(RetentionError, match="--store-size-limit"):
+                Pruner(store, size_limit=2**30)
+    finally:
+        store.close()
+
+
+def test_migration_0003_keeps_sessions(any_url: str) -> None:
+    """A database at 0002 with a session and an evaluation migrates to the summaries
+    (nothing pruned yet) and back down."""
+    from alembic import command
+
+    from analyzer.store.migrate import alembic_config
+
+    _legacy(any_url, "0002")
+    at = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    engine = create_engine(database_url(any_url))
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO analyses (id, namespace, rollout, selector_key, revision, "
+            "config_name, start, created_at) VALUES ('s', :ns, 'r', :key, 'aaa', 'default', "
+            ":at, :at)"), {"ns": NS, "key": KEY, "at": at})
+    store = Store(any_url)
+    try:
+        assert _version(any_url) == head_revision() == "0003"
+        (session,) = store.list_analyses()
+        assert session["evaluations_pruned"] == 0 and session["last_evaluation"] is None
+        assert _record(store, SessionKey(NS, "r", KEY, "aaa"), at).session.id == "s"
+    finally:
+        store.close()
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0002")
+    engine.dispose()
+    assert _version(any_url) == "0002" and _count(any_url, "evaluations") == 1

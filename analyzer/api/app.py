@@ -27,6 +27,7 @@ from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, Rollou
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
 from analyzer.api.errors import error_response, reason_of
 from analyzer.api.hostile import CountUnhandledErrors, nesting_error
+from analyzer.api.openapi import judge_request_body
 from analyzer.api.requestlog import LogJudgeCalls
 from analyzer.config import CanaryConfig, load_config_dir
 from analyzer.errors import AnalyzerError, UnavailableError
@@ -37,6 +38,7 @@ from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 from analyzer.metrics.source import PrometheusSource
 from analyzer.request import JudgeRequest, RequestError, from_query, parse_request
 from analyzer.store import Store, StoreUnavailable
+from analyzer.store.retention import DEFAULT_RETENTION, Pruner, RetentionError
 from analyzer.telemetry import Telemetry
 
 MAX_BODY = 64 * 1024
@@ -62,6 +64,8 @@ class Settings:
     token_file: str | None = None
     allow_inline_promql: bool = False
     prometheus: PrometheusConnection | None = None  # auth/TLS/headers; else prometheus_url
+    retention: timedelta = DEFAULT_RETENTION  # evaluations older than this are pruned
+    store_size_limit: int | None = None  # SQLite only: bytes of used pages kept at most
 
 
 def _no_constants(name: str) -> Any:
@@ -109,15 +113,25 @@ def create_app(settings: Settings) -> FastAPI:
                         step_seconds=settings.step_seconds, max_window=settings.max_window,
                         rollout_facts=_rollout_source(settings),
                         allow_inline_promql=settings.allow_inline_promql)
+    try:
+        pruner = Pruner(store, settings.retention, size_limit=settings.store_size_limit,
+                        on_pruned=telemetry.store_pruned)
+    except RetentionError:
+        store.close()
+        raise
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pruner.start()
         yield
+        pruner.stop()
         store.close()
 
     app = FastAPI(title="canary-analyzer", version="0.1.0", lifespan=lifespan,
                   description="Anytime-valid canary analysis for Argo Rollouts")
     app.state.analyzer = analyzer
     app.state.store = store
+    app.state.pruner = pruner
     app.state.telemetry = telemetry
     app.state.settings = settings
 
@@ -183,7 +197,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(LogJudgeCalls)
 
     @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)",
-              dependencies=guard)
+              dependencies=guard, openapi_extra=judge_request_body())
     async def judge_post(request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is not None and not length.isdigit():

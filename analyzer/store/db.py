@@ -59,6 +59,10 @@ judge call must answer (503) well inside Argo's default 10 s web-metric timeout,
 5 s for Prometheus."""
 
 
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Bytes the SQLite write-ahead log is truncated to after a checkpoint."""
+
+
 class StoreUnavailable(UnavailableError):
     """The database could not be used right now; ``reason`` says why (for logs and the 503)."""
 
@@ -89,6 +93,12 @@ class AnalysisRow(Base):
     config_name: Mapped[str] = mapped_column(String(253))
     start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # The summary of evaluations the retention pruned (migration 0003): how many, and the
+    # newest one's verdict, score and time.
+    pruned_evaluations: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    last_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class EvaluationRow(Base):
@@ -306,8 +316,8 @@ class Store:
                                   .where(EvaluationRow.analysis_id == row.id)
                                   .order_by(EvaluationRow.id.desc()).limit(1)).first()
                 item = _analysis_dict(row)
-                item["last_evaluation"] = None if last is None else _evaluation_dict(
-                    last, full=False)
+                item["last_evaluation"] = (_evaluation_dict(last, full=False) if last
+                                           is not None else _pruned_summary(row))
                 out.append(item)
             return out
 
@@ -369,6 +379,9 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     if any(row[2] for row in cursor.fetchall() if row[1] == "main"):  # a file, not :memory:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint truncates the WAL back to this size, so the -wal file beside the
+        # database stays bounded too (a pod's emptyDir counts both).
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cursor.close()
 
 
@@ -379,7 +392,16 @@ def _analysis_dict(row: AnalysisRow) -> dict[str, Any]:
             "reporter": selectors["reporter"], "revision": row.revision or None,
             "config": row.config_name, "start": _iso(row.start),
             "created_at": _iso(row.created_at),
-            "closed_at": None if row.closed_at is None else _iso(row.closed_at)}
+            "closed_at": None if row.closed_at is None else _iso(row.closed_at),
+            "evaluations_pruned": row.pruned_evaluations or 0}
+
+
+def _pruned_summary(row: AnalysisRow) -> dict[str, Any] | None:
+    """The newest pruned evaluation, as kept on the session row, when none is left."""
+    if row.last_verdict is None or row.last_at is None:
+        return None
+    return {"at": _iso(row.last_at), "verdict": row.last_verdict, "score": row.last_score,
+            "pruned": True}
 
 
 def _evaluation_dict(row: EvaluationRow, *, full: bool) -> dict[str, Any]:

@@ -102,6 +102,12 @@ def _sqlite_immediate_engine(engine: Engine) -> Engine:
     @event.listens_for(locked, "connect")
     def _driver_transactions_off(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
+        # The store runs in WAL (db._sqlite_pragmas). Switching a file to WAL needs it to
+        # itself: done here, under the start-up timeout, rather than on the store's first own
+        # connection under its 2 s one, where other starting stores' migration transactions
+        # could hold it off (1 in 6 starts of 8 stores at once failed "database is locked"
+        # on 2 loaded cores). Once the file is in WAL this is a no-op.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
     @event.listens_for(locked, "begin")
     def _begin_immediate(connection: Connection) -> None:
