@@ -138,9 +138,11 @@ def test_structure(name: str) -> None:
 def test_analysis_dashboard_contents() -> None:
     dashboard = ALL["canary-analysis.json"]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    # No guessing: every variable but the analyzer's URL comes from what the analyzer
-    # exported; the sides are the labels of the verdict metrics, the steps their weights.
-    assert [v["name"] for v in variables.values() if v["type"] == "textbox"] == ["analyzer_url"]
+    # No guessing: every variable but where the analyzer runs (its URL, its log stream)
+    # comes from what it exported; the sides are the labels of the verdict metrics, the
+    # steps their weights.
+    assert [v["name"] for v in variables.values() if v["type"] == "textbox"] == [
+        "analyzer_url", "log_stream"]
     for name, label in (("namespace", "namespace"), ("rollout", "rollout"),
                         ("canary_service", "canary"), ("stable_service", "stable")):
         query = variables[name]["query"]["query"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -147,3 +148,28 @@ def test_serve_writes_json_lines_to_stdout(prometheus: PrometheusServer, healthy
                                                                      (422, None)]
     # uvicorn's own lines (startup, access log) are JSON too.
     assert any(r["logger"] == "uvicorn.access" for r in records)
+
+
+def test_the_dashboard_links_a_verdict_to_its_log_lines(prometheus: PrometheusServer,
+                                                        healthy: Dataset,
+                                                        judge_log: io.StringIO,
+                                                        tmp_path: Path) -> None:
+    """The verdict panel's Loki link filters on fields a real judge call's line has, with
+    the values the panel's series carry (namespace and rollout labels of the verdict)."""
+    dashboard = json.loads((Path(__file__).resolve().parent.parent / "dashboards" /
+                            "canary-analysis.json").read_text())
+    panel = next(p for p in dashboard["panels"] if p.get("title") == "Verdict history")
+    link = next(x for x in panel["fieldConfig"]["defaults"]["links"] if "Loki" in x["title"])
+    expr = json.loads(link["url"].split("panes=", 1)[1])["logs"]["queries"][0]["expr"]
+    filters = dict(re.findall(r'\| (\w+)="([^"]*)"', expr))
+    assert set(filters) == {"event", "namespace", "rollout"}
+    settings = Settings(prometheus_url=prometheus.url, database_url=str(tmp_path / "a.db"))
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/api/v1/judge", json=body(healthy)).status_code == 200
+    (line,) = lines(judge_log)
+    labels = {"${__field.labels.namespace}": NS, "${__field.labels.rollout}": "healthy"}
+    for key, value in filters.items():
+        assert line[key] == labels.get(value, value), key
+    assert "| json |" in expr and expr.startswith("${log_stream}")
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"DS_LOKI", "log_stream"} <= variables
