@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 import urllib.error
 import urllib.request
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 VERDICT_COLOURS = {"pass": "#37872d", "inconclusive": "#e0b400", "fail": "#c4162a"}
-MARGIN_RE = re.compile(r"allowed ([0-9]+(?:\.[0-9]+)?)")
 EFFECT_LIMITS = (0.1, 30.0)
 """Effect axis range: interval bounds of 0 or ``None`` (unbounded) are clipped into it."""
 
@@ -62,27 +60,14 @@ def load_detail(*, file: str | Path | None = None, url: str | None = None,
 
 
 def allowed_margins(detail: Mapping[str, Any]) -> dict[str, float]:
-    """The allowed canary/baseline ratio per metric.
-
-    The response does not carry the margin as a number, so it is taken from the named config
-    when the built-in configs know it, else from the metric's reason text ("allowed 1.2").
-    """
+    """The allowed canary/baseline ratio per metric, as the stored answers state it (each
+    metric's ``allowed``); the latest evaluation's value wins."""
     margins: dict[str, float] = {}
-    try:
-        from analyzer.config import load_config_dir
-
-        config = load_config_dir(None).get(str(detail.get("config", "")))
-    except Exception:  # a broken config must not stop a picture from being drawn
-        config = None
-    if config is not None:
-        for metric in config.metrics:
-            margins[metric.name] = (metric.allowed_decrease if metric.direction == "decrease"
-                                    else metric.allowed_increase)
     for evaluation in detail.get("evaluations", []):
         for metric in evaluation.get("response", {}).get("metrics", []):
-            found = MARGIN_RE.search(str(metric.get("reason", "")))
-            if found and metric.get("name") not in margins:
-                margins[metric["name"]] = float(found.group(1))
+            value = metric.get("allowed")
+            if isinstance(value, int | float) and math.isfinite(value):
+                margins[str(metric.get("name"))] = float(value)
     return margins
 
 

@@ -53,3 +53,15 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     yield make
     for client in clients:
         client.close()
+
+
+SLOW_FIXTURES = frozenset({"prometheus_tools", "postgres"})
+"""Fixtures that start a real process (Prometheus, PostgreSQL): their tests are ``slow``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that needs a real Prometheus or PostgreSQL ``slow`` (also through
+    other fixtures), so that ``pytest -m "not slow"`` is a fast lane of in-process tests."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -3,28 +3,19 @@ test runs the installed console script, to show the entry point itself works).""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from analyzer.cli import main
+from clirun import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "datasets"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    """``canary-analyzer ARGS`` in this process: its exit status and what it printed."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return subprocess.CompletedProcess(["canary-analyzer", *args], code, out.getvalue(),
-                                       err.getvalue())
+run = run_cli
 
 
 def test_replay_json_lines_match_the_contract():

@@ -9,7 +9,6 @@ and the CLI exits 1 naming it — never a verdict.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from authproxy import TENANT_HEADER, AuthProxy, Pki, make_pki
+from clirun import run_cli
 from fastapi.testclient import TestClient
 from promfixture import (
     ManagedProcess,
@@ -186,9 +186,7 @@ def test_tls_with_a_private_ca_and_a_client_certificate(prometheus: PrometheusSe
 # The command line
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "analyzer.cli", *args], capture_output=True,
-                          text=True, timeout=60, check=False)
+cli = run_cli
 
 
 def judge_args(url: str, *extra: str) -> list[str]:

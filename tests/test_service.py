@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from clirun import run_cli
 from fastapi.testclient import TestClient
 from k8s_server import FakeKube
 from promfixture import PrometheusServer, free_port, istio_series, traffic_from_dataset
@@ -459,19 +460,13 @@ def test_cli_judge_and_export(prometheus: PrometheusServer, tmp_path: Path,
               "--canary-service", "error-regression-canary",
               "--baseline-service", "error-regression-stable"]
     start, end = "2026-01-05T10:00:00Z", "2026-01-05T10:30:00Z"
-    run = subprocess.run([sys.executable, "-m", "analyzer.cli", "judge", *common, "--rollout",
-                          "r", "--start", start, "--end", end, "--json"],
-                         capture_output=True, text=True, timeout=60, check=False)
+    run = run_cli("judge", *common, "--rollout", "r", "--start", start, "--end", end, "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["verdict"] == "fail"
-    text = subprocess.run([sys.executable, "-m", "analyzer.cli", "judge", *common, "--rollout",
-                           "r", "--start", start, "--end", end],
-                          capture_output=True, text=True, timeout=60, check=False)
+    text = run_cli("judge", *common, "--rollout", "r", "--start", start, "--end", end)
     assert text.returncode == 0 and "verdict: fail" in text.stdout, text.stderr
     out = tmp_path / "export.json"
-    run = subprocess.run([sys.executable, "-m", "analyzer.cli", "export", *common,
-                          "--start", start, "--end", end, "-o", str(out)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    run = run_cli("export", *common, "--start", start, "--end", end, "-o", str(out))
     assert run.returncode == 0, run.stderr
     exported = read_dataset(out)
     assert len(exported) == len(dataset)
@@ -479,12 +474,8 @@ def test_cli_judge_and_export(prometheus: PrometheusServer, tmp_path: Path,
     assert isinstance(ratio, RatioSeries) and isinstance(original, RatioSeries)
     np.testing.assert_array_equal(ratio.canary_num, original.canary_num)
     np.testing.assert_array_equal(ratio.baseline_den, original.baseline_den)
-    bad = subprocess.run([sys.executable, "-m", "analyzer.cli", "export", *common,
-                          "--start", "soon", "--end", end, "-o", str(out)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    bad = run_cli("export", *common, "--start", "soon", "--end", end, "-o", str(out))
     assert bad.returncode == 2 and "--start" in bad.stderr
-    down = subprocess.run([sys.executable, "-m", "analyzer.cli", "export",
-                           *common[:1], f"http://127.0.0.1:{free_port()}", *common[2:],
-                           "--start", start, "--end", end, "-o", str(out)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    down = run_cli("export", *common[:1], f"http://127.0.0.1:{free_port()}", *common[2:],
+                   "--start", start, "--end", end, "-o", str(out))
     assert down.returncode == 1 and "unavailable" in down.stderr

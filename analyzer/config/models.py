@@ -160,11 +160,6 @@ class MetricConfig(_Strict):
         return self.group or self.name
 
     @property
-    def queryable(self) -> bool:
-        """Whether the live service can fetch this metric from Prometheus."""
-        return self.kind != "promql" or self.query is not None or self.numerator is not None
-
-    @property
     def sequential(self) -> bool:
         """Anytime-valid tests share alpha; Mann-Whitney is a fixed test outside that budget."""
         return self.resolved_test != "mann-whitney"
