@@ -35,6 +35,8 @@ from analyzer.api.app import MAX_BODY, Settings, create_app
 from analyzer.metrics.dataset import read_dataset
 from analyzer.request import JudgeRequest
 
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
 NAME = "healthy"

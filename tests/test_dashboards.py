@@ -32,6 +32,8 @@ from analyzer.config import default_config
 from analyzer.metrics.dataset import read_dataset
 from analyzer.preview import add_preview_parser, load_detail, render
 
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "dashboards"
 COMPONENT = ROOT / "deploy" / "components" / "dashboards"

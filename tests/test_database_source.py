@@ -14,6 +14,8 @@ from promfixture import ManagedProcess, free_port
 from analyzer.cli import main
 from analyzer.database_url import DEFAULT, ENV_VAR, DatabaseUrlError, resolve_database_url
 
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 
 def test_flag_wins_then_file_then_environment_then_default(tmp_path: Path) -> None:
     path = tmp_path / "url"

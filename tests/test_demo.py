@@ -18,6 +18,8 @@ import pytest
 from devtools.demo import OFFLINE_ENV
 from devtools.openmetrics import tools_missing
 
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 ROOT = Path(__file__).resolve().parent.parent
 REGRESSIONS = ("error-regression", "latency-regression")
 

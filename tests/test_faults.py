@@ -32,6 +32,8 @@ from analyzer.metrics.dataset import Dataset, read_dataset
 from analyzer.store import Store
 from devtools.argo import argo_phase
 
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
 CANARY, BASELINE = "healthy-canary", "healthy-stable"

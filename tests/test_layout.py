@@ -6,6 +6,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 PROBE = """
 import importlib, pkgutil, sys
 import analyzer

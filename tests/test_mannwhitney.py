@@ -106,6 +106,7 @@ def test_interval_shrinks_with_more_samples() -> None:
     assert widths[2] < 0.6 * widths[0] / 2  # roughly 1/sqrt(n): 4× the samples, half the width
 
 
+@pytest.mark.slow
 def test_98_percent_interval_covers_the_true_shift() -> None:
     # Skewed (exponential) samples with a pure location shift, as CPU gauges often look.
     rng = np.random.default_rng(2024)

@@ -14,6 +14,8 @@ from servefixture import ServeProcess
 from analyzer.cli import main
 from analyzer.store import SessionKey, Store, selector_key
 
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 TOKEN = "s3cret-token"
 
 

@@ -141,6 +141,7 @@ def test_flagger_counts_missing_canary_traffic_as_failed_checks() -> None:
     assert references.flagger(quiet).verdict == "fail"
 
 
+@pytest.mark.slow
 def test_kayenta_misses_sparse_errors_at_low_traffic() -> None:
     pytest.importorskip("analyzer.judge.mannwhitney")
     # 5 req/s, 0.2% → 1% errors: a canary interval at 5% has 7 requests and rarely an error,

@@ -37,6 +37,8 @@ from analyzer.store import (
 from analyzer.store.db import Base
 from analyzer.store.migrate import INITIAL_REVISION, head_revision
 
+pytestmark = pytest.mark.slow  # real processes (Prometheus, serve, PostgreSQL, promtool)
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
 CANARY, BASELINE = "healthy-canary", "healthy-stable"
