@@ -12,6 +12,7 @@ from analyzer.config import CanaryConfig, default_config
 from analyzer.config.models import MetricConfig
 from analyzer.judge.evaluate import JudgeInputError, judge
 from analyzer.judge.latency import quantile_from_buckets
+from analyzer.judge.merge import closed_rejections
 from analyzer.judge.rate import SplitData, rate_test
 from analyzer.judge.series import GaugeSeries, HistogramSeries, RatioSeries
 
@@ -181,3 +182,47 @@ def test_reported_numbers_are_finite_or_none():
     metric = result.metrics[0]
     assert math.isfinite(metric.effect)
     assert metric.interval[0] >= 0
+
+
+def test_closed_testing_blames_metrics_that_show_harm_together():
+    # Alone each needs M/alpha = 300 (three metrics); two at 200 carry every subset that
+    # contains them past 1/alpha = 100 ({a, c} averages 100.5), the third (e = 1) does not.
+    rejected = closed_rejections([math.log(200), math.log(200), 0.0], math.log(100))
+    assert rejected == [True, True, False]
+    # One metric at 250 with two silent ones: its subsets with both others average < 100.
+    assert closed_rejections([math.log(250), 0.0, 0.0], math.log(100)) == [False] * 3
+    assert closed_rejections([math.log(301), 0.0, 0.0], math.log(100)) == [True, False, False]
+
+
+def test_deprecated_promotion_margin_widens_the_one_margin():
+    old = MetricConfig(name="e", type="ratio", allowed_increase=1.0, promotion_margin=1.25)
+    assert old.margin_increase == 1.25 and old.resolved_promotion_margin == 1.25
+    assert MetricConfig(name="e", type="ratio", allowed_increase=1.5).margin_increase == 1.5
+    with pytest.raises(ValueError, match="ratio metrics"):
+        MetricConfig(name="l", kind="istio-latency", allowed_absolute_increase=0.01)
+
+
+def test_absolute_margin_counts_in_rate_points():
+    """A 0.1% baseline and a canary at 0.2% (2x, but +0.1 points): inside max(1.5x,
+    +0.25 points), so not failed with plenty of data and the gate passes; at 0.7% it fails."""
+    rng = np.random.default_rng(21)
+    config = default_config()
+    inside = {"error-rate": sim.errors(rng, rps=1000, p0=0.001, ratio=2.0, share=0.5)}
+    first_fail, last = _replay(inside, config)
+    assert first_fail is None and last.verdict == "pass", last.reason
+    beyond = {"error-rate": sim.errors(rng, rps=1000, p0=0.001, ratio=7.0, share=0.5)}
+    first_fail, last = _replay(beyond, config)
+    assert first_fail is not None and "+0.25 points" in last.reason
+
+
+def test_inconclusive_gate_says_how_much_more_evidence_it_needs():
+    rng = np.random.default_rng(22)
+    data = {"error-rate": sim.errors(rng, rps=20, p0=0.01, intervals=21)}
+    gate = judge(data, default_config(), final=True, data_seconds=630.0)
+    assert gate.verdict == "inconclusive"
+    field = gate.metrics[0].to_dict()["gate"]
+    assert field["needed_events"] > 0 and field["eta_seconds"] > 0
+    assert f"needs ≈ {field['needed_events']:.0f} more canary errors" in gate.reason
+    assert "min at current traffic" in gate.reason
+    ongoing = judge(data, default_config(), final=False, data_seconds=630.0)
+    assert ongoing.verdict == "pass" and "for the promotion gate" in ongoing.reason
