@@ -130,14 +130,16 @@ def test_a_healthy_canary_is_not_failed_in_16_hours_of_background_analysis():
                          intervals=False).verdict != "fail"
 
 
-def test_gate_time_estimate_is_the_right_order():
+def test_gate_time_estimate_is_the_right_order_and_errs_long():
     """The gate's "≈ T min at current traffic" against when the gate really passed: an
-    equal canary at 400 req/s and 1% errors, estimate taken after 5 min of a 50/50 split."""
+    equal canary at 50 req/s and 1% errors on a 50/50 split, estimate taken after 5 min.
+    Early on the jitter allowance is still the prior's, so the figure errs long (median
+    ratio 0.38 here); it must not be short, nor off by orders of magnitude."""
     rng = np.random.default_rng(34)
     config = default_config()
     ratios = []
     for _ in range(8):
-        series = sim.errors(rng, rps=400, p0=0.01, intervals=120, share=0.5)
+        series = sim.errors(rng, rps=50, p0=0.01, intervals=120, share=0.5)
         first = judge({"error-rate": series.head(10)}, config, final=True, intervals=False,
                       data_seconds=300.0)
         eta = first.metrics[0].gate["eta_seconds"]
@@ -148,8 +150,8 @@ def test_gate_time_estimate_is_the_right_order():
                                 intervals=False).verdict == "pass"), None)
         assert passed is not None
         ratios.append((passed - 10) * 30.0 / eta)
-    assert len(ratios) >= 4
-    assert 1 / 3 <= float(np.median(ratios)) <= 3, ratios
+    assert len(ratios) >= 6
+    assert 0.1 <= float(np.median(ratios)) <= 1.5, ratios
 
 
 def test_textbook_e_process_is_miscalibrated_on_bursty_nulls():
