@@ -372,7 +372,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _wait(up, "up == 1", 20)
         start = dataset.start.timestamp()
         verdicts = []
-        for k in (4, 8):  # 4 intervals pass, by 8 the error regression fails
+        for k in (4, 10):  # 4 intervals pass, at 10 the error regression fails
             body = {"namespace": NS, "rollout": ROLLOUT, "canary_service": f"{ROLLOUT}-canary",
                     "baseline_service": f"{ROLLOUT}-stable", "start": start,
                     "end": start + k * dataset.interval_seconds, "canary_weight": 5}
