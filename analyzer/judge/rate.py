@@ -18,8 +18,9 @@ judge decides per interval, *predictably* (from earlier intervals only), which u
 evidence that interval feeds (``plan``):
 
 * where binomial noise dominates (κ small: few events per interval), the event-level test,
-  each interval's log-likelihood ratio tempered by ``1 + κ``. A tempering fixed before the
-  interval is seen keeps every component a supermartingale under the binomial null (Jensen);
+  each interval's log-likelihood ratio tempered by ``1 + 2κ`` (matching the variance alone is
+  not enough for heavy-tailed bursts). A tempering fixed before the interval is seen keeps
+  every component a supermartingale under the binomial null (Jensen);
 * where jitter dominates, the interval is one observation of a sequential t-test on the
   per-interval log rate ratio (``analyzer.judge.ttest``), which needs no estimate of τ².
 
