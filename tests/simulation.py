@@ -27,15 +27,18 @@ def jitter(rng: np.random.Generator, cv: float, n: int) -> np.ndarray:
     return rng.gamma(shape, 1.0 / shape, n)
 
 
-def split(rng: np.random.Generator, rps: float, intervals: int = 60) -> tuple[np.ndarray, ...]:
+def split(rng: np.random.Generator, rps: float, intervals: int = 60,
+          share: float | None = None) -> tuple[np.ndarray, ...]:
+    """Requests per side: on the ramp, or at a fixed canary ``share`` (0.5: a 50/50 split)."""
     total = rng.poisson(rps * 30, intervals)
-    canary = rng.binomial(total, weights(intervals))
+    canary = rng.binomial(total, weights(intervals) if share is None else share)
     return canary, total - canary
 
 
 def errors(rng: np.random.Generator, *, rps: float, p0: float, ratio: float = 1.0,
-           cv: tuple[float, float] = (0.0, 0.0), intervals: int = 60) -> RatioSeries:
-    nc, nb = split(rng, rps, intervals)
+           cv: tuple[float, float] = (0.0, 0.0), intervals: int = 60,
+           share: float | None = None) -> RatioSeries:
+    nc, nb = split(rng, rps, intervals, share)
     pc = np.clip(p0 * ratio * jitter(rng, cv[0], intervals), 0, 1)
     pb = np.clip(p0 * jitter(rng, cv[1], intervals), 0, 1)
     return RatioSeries(rng.binomial(nc, pc), nc, rng.binomial(nb, pb), nb)

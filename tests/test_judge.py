@@ -12,6 +12,7 @@ from analyzer.config import CanaryConfig, default_config
 from analyzer.config.models import MetricConfig
 from analyzer.judge.evaluate import JudgeInputError, judge
 from analyzer.judge.latency import quantile_from_buckets
+from analyzer.judge.merge import closed_rejections
 from analyzer.judge.rate import SplitData, rate_test
 from analyzer.judge.series import GaugeSeries, HistogramSeries, RatioSeries
 
@@ -30,8 +31,12 @@ def _replay(data: dict, config: CanaryConfig) -> tuple[int | None, object]:
     return None, result
 
 
-def test_all_5xx_canary_fails_at_the_first_evaluation():
-    data = {"error-rate": _ratio([12], [12], [2], [228])}
+def test_all_5xx_canary_fails_within_the_first_three_looks():
+    # 30 s of 12 canary requests cannot bound the baseline's rate well enough to rule out the
+    # absolute allowance (+0.25 points can be 20x a baseline near zero), and the first
+    # interval is tempered for bursts it cannot yet measure; the third interval settles it.
+    data = {"error-rate": _ratio([12, 12, 12], [12, 12, 12], [2, 3, 2], [228, 228, 228])}
+    assert judge({"error-rate": data["error-rate"].head(1)}, default_config()).verdict == "pass"
     result = judge(data, default_config())
     assert result.verdict == "fail"
     assert result.score == 0.0
@@ -83,10 +88,11 @@ def test_weight_ramp_does_not_fail_a_healthy_canary_but_pooling_would():
     c, b = series.canary_num.sum(), series.baseline_num.sum()
     pooled = SplitData(np.array([c], dtype=float), np.array([c + b], dtype=float),
                        np.array([0.0]))  # logit(0.5)
-    assert rate_test(pooled).log_e_decrease > math.log(200)  # the default fail threshold
+    # (Textbook binomial test on both, tau2=0: pooling is what breaks it, not bursts.)
+    assert rate_test(pooled, tau2=0.0).log_e_decrease > math.log(200)  # the fail threshold
     per_interval = SplitData.from_counts(series.canary_num, series.canary_den,
                                          series.baseline_num, series.baseline_den)
-    assert rate_test(per_interval).log_e_decrease < math.log(100)
+    assert rate_test(per_interval, tau2=0.0).log_e_decrease < math.log(100)
 
 
 def test_latency_regressions_fail_overall_and_tail_only():
@@ -189,3 +195,67 @@ def test_a_metric_whose_test_raises_is_an_error_not_a_crash() -> None:
     assert judgement.verdict == "inconclusive"
     assert "could not judge error-rate" in judgement.reason
     assert "ZeroDivisionError" in judgement.metrics[0].reason
+
+
+def test_closed_testing_blames_metrics_that_show_harm_together():
+    # Alone each needs M/alpha = 300 (three metrics); two at 200 carry every subset that
+    # contains them past 1/alpha = 100 ({a, c} averages 100.5), the third (e = 1) does not.
+    rejected = closed_rejections([math.log(200), math.log(200), 0.0], math.log(100))
+    assert rejected == [True, True, False]
+    # One metric at 250 with two silent ones: its subsets with both others average < 100.
+    assert closed_rejections([math.log(250), 0.0, 0.0], math.log(100)) == [False] * 3
+    assert closed_rejections([math.log(301), 0.0, 0.0], math.log(100)) == [True, False, False]
+
+
+def test_deprecated_promotion_margin_widens_the_one_margin():
+    old = MetricConfig(name="e", type="ratio", allowed_increase=1.0, promotion_margin=1.25)
+    assert old.margin_increase == 1.25 and old.resolved_promotion_margin == 1.25
+    assert MetricConfig(name="e", type="ratio", allowed_increase=1.5).margin_increase == 1.5
+    with pytest.raises(ValueError, match="ratio metrics"):
+        MetricConfig(name="l", kind="istio-latency", allowed_absolute_increase=0.01)
+
+
+def test_absolute_margin_counts_in_rate_points():
+    """A 0.1% baseline and a canary at 0.2% (2x, but +0.1 points): inside max(1.5x,
+    +0.25 points), so not failed with plenty of data and the gate passes; at 0.7% it fails."""
+    rng = np.random.default_rng(21)
+    config = default_config()
+    inside = {"error-rate": sim.errors(rng, rps=1000, p0=0.001, ratio=2.0, share=0.5)}
+    first_fail, last = _replay(inside, config)
+    assert first_fail is None and last.verdict == "pass", last.reason
+    beyond = {"error-rate": sim.errors(rng, rps=1000, p0=0.001, ratio=7.0, share=0.5)}
+    first_fail, last = _replay(beyond, config)
+    assert first_fail is not None and "+0.25 points" in last.reason
+
+
+def test_inconclusive_gate_says_how_much_more_evidence_it_needs():
+    rng = np.random.default_rng(22)
+    data = {"error-rate": sim.errors(rng, rps=20, p0=0.01, intervals=21)}
+    gate = judge(data, default_config(), final=True, data_seconds=630.0)
+    assert gate.verdict == "inconclusive"
+    field = gate.metrics[0].to_dict()["gate"]
+    assert field["needed_events"] > 0 and field["eta_seconds"] > 0
+    assert f"needs ≈ {field['needed_events']:.0f} more canary errors" in gate.reason
+    assert "min at current traffic" in gate.reason
+    ongoing = judge(data, default_config(), final=False, data_seconds=630.0)
+    assert ongoing.verdict == "pass" and "for the promotion gate" in ongoing.reason
+
+
+def test_t_test_bayes_factor_matches_the_noncentral_t_density_ratio():
+    """The quadrature behind the interval-level test against scipy's non-central t (which
+    is slow and overflows on long analyses), at the t-statistic of random data."""
+    from scipy.stats import nct
+    from scipy.stats import t as student_t
+
+    from analyzer.judge import ttest
+
+    rng = np.random.default_rng(6)
+    for n in (4, 12, 60):
+        x = rng.normal(0.3, 1.0, (3, n))
+        t = x.mean(axis=1) / (x.std(axis=1, ddof=1) / math.sqrt(n))
+        expected = (nct.logpdf(t[:, None], n - 1, ttest.EFFECTS[None, :] * math.sqrt(n))
+                    - student_t.logpdf(t, n - 1)[:, None])
+        got = ttest._log_bayes_factors(x.sum(axis=1) / np.sqrt((x * x).sum(axis=1)), n)
+        assert np.allclose(got, expected, atol=1e-3)
+    # Thousands of intervals (a 16-hour analysis) stay finite.
+    assert np.isfinite(ttest.log_e_values(rng.normal(0, 1, 2000), np.zeros(1), True)).all()

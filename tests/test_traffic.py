@@ -59,7 +59,7 @@ def test_live_check_tolerates_the_interval_that_straddles_a_step_change():
 
 
 def test_a_mismatch_never_hides_a_failure():
-    nc = np.array([12])
-    series = RatioSeries(nc, nc, np.array([2]), np.array([228]))  # all 5xx, and skewed
-    result = judge({"error-rate": series}, default_config(), weights=np.array([50.0]))
+    nc = np.array([12, 12, 12])
+    series = RatioSeries(nc, nc, np.array([2, 3, 2]), np.full(3, 228))  # all 5xx, and skewed
+    result = judge({"error-rate": series}, default_config(), weights=np.full(3, 50.0))
     assert result.verdict == "fail"

@@ -17,7 +17,6 @@ TestName = Literal["sequential-rate-ratio", "sequential-latency", "mann-whitney"
 MetricType = Literal["ratio", "histogram", "gauge"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
-DEFAULT_PROMOTION_MARGIN = 1.25
 
 # Which dataset type each builtin kind produces, and which test judges each type by default.
 KIND_TYPE: dict[str, MetricType] = {"istio-error-rate": "ratio", "istio-latency": "histogram"}
@@ -51,14 +50,18 @@ class JudgeSettings(_Strict):
 class MetricConfig(_Strict):
     """One judged metric.
 
-    ``allowed_increase``/``allowed_decrease`` are canary/baseline ratios that are still
-    acceptable (Kayenta's effect-size gates). For the sequential tests they move the null
-    hypothesis, so a canary inside the margin is never failed more often than ``alpha``.
+    One margin, used both to fail and to pass (DESIGN §5): the canary is acceptable while its
+    value is at most ``max(allowed_increase × baseline, baseline + allowed_absolute_increase)``
+    (harm = increase) or at least ``allowed_decrease × baseline`` (harm = decrease).
+    ``allowed_absolute_increase`` is in the metric's rate units (0.002 = 0.2 percentage points
+    of errors) and applies to ratio metrics. The sequential tests fail when the evidence puts
+    the canary beyond the margin, and the promotion gate passes when it puts it inside, so a
+    canary the gate would accept is never failed.
 
-    ``promotion_margin`` is what the promotion gate must rule out before it passes. It is
-    separate because no amount of data proves a ratio below 1.0: with a fail margin of 1.0
-    (any regression is harm, the most powerful setting) the gate would never pass an equal
-    canary. It cannot be tighter than the fail margin.
+    ``promotion_margin`` is deprecated: it used to set a separate, wider margin for the gate.
+    An old config that still gives it has its margin widened to it (``allowed_increase`` to at
+    least ``promotion_margin``, ``allowed_decrease`` to at most its inverse), so that config
+    keeps passing what its gate accepted and no longer fails what the gate would accept.
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -68,7 +71,8 @@ class MetricConfig(_Strict):
     direction: Direction = "increase"
     allowed_increase: float = Field(1.0, ge=1.0, le=100.0)
     allowed_decrease: float = Field(1.0, gt=0.0, le=1.0)
-    # What the promotion gate (final: true) must rule out; None: max(allowed margin, 1.25).
+    allowed_absolute_increase: float = Field(0.0, ge=0.0, lt=1.0)
+    # Deprecated (see the docstring): widens the one margin to this ratio.
     promotion_margin: float | None = Field(None, ge=1.0, le=100.0)
     critical: bool = False
     muted: bool = False
@@ -120,11 +124,8 @@ class MetricConfig(_Strict):
                     raise ValueError("promql queries must contain the {selector} placeholder")
         elif self.query is not None or self.numerator is not None or self.denominator is not None:
             raise ValueError(f"kind {self.kind} is builtin and takes no query")
-        if self.promotion_margin is not None and (
-                self.promotion_margin < self.allowed_increase
-                or self.promotion_margin < 1.0 / self.allowed_decrease):
-            raise ValueError("promotion_margin must not be tighter than allowed_increase or "
-                             "1/allowed_decrease")
+        if self.allowed_absolute_increase > 0 and self.resolved_type != "ratio":
+            raise ValueError("allowed_absolute_increase applies to ratio metrics (rate points)")
         if self.type is not None and self.kind in KIND_TYPE and self.type != KIND_TYPE[self.kind]:
             raise ValueError(f"kind {self.kind} is of type {KIND_TYPE[self.kind]}")
         test = self.resolved_test
@@ -139,9 +140,19 @@ class MetricConfig(_Strict):
         return self
 
     @property
+    def margin_increase(self) -> float:
+        """The ratio part of the increase margin, widened by a deprecated promotion_margin."""
+        return max(self.allowed_increase, self.promotion_margin or 1.0)
+
+    @property
+    def margin_decrease(self) -> float:
+        """The decrease margin, widened by a deprecated promotion_margin."""
+        return min(self.allowed_decrease, 1.0 / (self.promotion_margin or 1.0))
+
+    @property
     def resolved_promotion_margin(self) -> float:
-        fail_margin = max(self.allowed_increase, 1.0 / self.allowed_decrease)
-        return self.promotion_margin or max(fail_margin, DEFAULT_PROMOTION_MARGIN)
+        """The ratio the gate rules out (the one margin; kept for the wire format)."""
+        return max(self.margin_increase, 1.0 / self.margin_decrease)
 
     @property
     def resolved_type(self) -> MetricType:

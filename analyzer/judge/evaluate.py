@@ -1,9 +1,11 @@
 """One judgement: every configured metric's test on the data so far, then the verdict.
 
 This is the single code path behind the live service, ``replay`` and the benchmarks.
-Alpha is shared across the anytime-valid metrics by e-Bonferroni: with ``M`` of them, a
-metric fails when its e-value reaches ``M / alpha``, so the chance that any of them ever
-fails a canary that is within its margins stays below ``alpha``. Mann-Whitney metrics are
+Alpha is shared across the anytime-valid metrics through the mean of their e-values with
+closed testing (``analyzer.judge.merge``): with ``M`` of them, a metric fails on its own
+evidence when its e-value reaches ``M / alpha``, and sooner when other metrics' evidence
+carries every subset containing it past ``1 / alpha``; the chance that any metric inside its
+margin is ever failed stays below ``alpha``. Mann-Whitney metrics are
 fixed-horizon tests outside that budget (as in Kayenta); their guarantee does not survive
 repeated looks and the docs say so.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -21,7 +24,8 @@ from analyzer.errors import InputError
 from analyzer.judge import mannwhitney
 from analyzer.judge.evidence import Missing, require_evidence
 from analyzer.judge.latency import LatencyTest, latency_test, quantile_from_buckets
-from analyzer.judge.rate import SplitData, rate_test
+from analyzer.judge.merge import closed_rejections
+from analyzer.judge.rate import RateTest, SplitData, gate_needs, rate_test
 from analyzer.judge.results import Classification, Judgement, MetricResult, SideSummary
 from analyzer.judge.scoring import decide
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
@@ -68,28 +72,37 @@ def _round(value: float) -> float:
 
 def _allowed(metric: MetricConfig) -> float:
     """The margin a dashboard draws: the harmful direction's (increase for ``either``)."""
-    return metric.allowed_decrease if metric.direction == "decrease" else metric.allowed_increase
+    return metric.margin_decrease if metric.direction == "decrease" else metric.margin_increase
 
 
-def _margin_text(metric: MetricConfig) -> str:
+def _increase_text(metric: MetricConfig) -> str:
+    ratio = f"{_fmt(metric.margin_increase)}x"
+    if metric.allowed_absolute_increase > 0:
+        return f"max({ratio}, +{_fmt(100 * metric.allowed_absolute_increase)} points)"
+    return ratio
+
+
+def margin_text(metric: MetricConfig) -> str:
+    """The acceptable region in words, as the reason texts use it."""
     if metric.direction == "increase":
-        return f"allowed {_fmt(metric.allowed_increase)}"
+        return f"allowed {_increase_text(metric)}"
     if metric.direction == "decrease":
-        return f"allowed {_fmt(metric.allowed_decrease)}"
-    return f"allowed {_fmt(metric.allowed_decrease)}–{_fmt(metric.allowed_increase)}"
+        return f"allowed {_fmt(metric.margin_decrease)}x"
+    return f"allowed {_fmt(metric.margin_decrease)}x–{_increase_text(metric)}"
 
 
 def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
                        within: bool, enough: bool, effect: float | None,
                        interval: tuple[float, float] | None, canary: SideSummary,
                        baseline: SideSummary, log_threshold: float,
-                       details: tuple[dict, ...] = ()) -> MetricResult:
+                       details: tuple[dict, ...] = (), gate: dict | None = None,
+                       evidence: dict | None = None) -> MetricResult:
     log_e, harm_class = _harm(metric, log_up, log_down)
     classification: Classification
     if log_e >= log_threshold:
         classification = harm_class
         reason = (f"canary/baseline {_fmt(effect)}{_interval_text(interval)} beyond "
-                  f"{_margin_text(metric)}; e-value {_fmt(_e(log_e))} ≥ "
+                  f"{margin_text(metric)}; e-value {_fmt(_e(log_e))} ≥ "
                   f"{_fmt(math.exp(log_threshold))}")
     elif not enough:
         classification = "nodata"
@@ -98,7 +111,7 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
     else:
         classification = "pass"
         reason = (f"canary/baseline {_fmt(effect)}{_interval_text(interval)}, "
-                  f"{_margin_text(metric)}; e-value {_fmt(_e(log_e))} < "
+                  f"{margin_text(metric)}; e-value {_fmt(_e(log_e))} < "
                   f"{_fmt(math.exp(log_threshold))}")
     return MetricResult(
         name=metric.name, classification=classification, critical=metric.critical,
@@ -107,7 +120,10 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
         threshold=_round(math.exp(log_threshold)), allowed=_allowed(metric),
         promotion_margin=metric.resolved_promotion_margin,
         within_margin=within and enough, reason=reason,
-        group=metric.resolved_group, muted=metric.muted, details=details)
+        group=metric.resolved_group, muted=metric.muted, details=details,
+        allowed_absolute=metric.allowed_absolute_increase,
+        gate=None if gate is None else {**gate, "within": within and enough},
+        evidence={**(evidence or {}), "harm": harm_class})
 
 
 def _within(metric: MetricConfig, log_below_up: float, log_above_down: float,
@@ -127,23 +143,44 @@ def _within(metric: MetricConfig, log_below_up: float, log_above_down: float,
     return ok_up and ok_down
 
 
+def _gate(needs: tuple[float, float] | None, unit: str,
+          interval_seconds: float | None) -> dict:
+    """What the promotion gate still needs: ≈ events of ``unit`` and seconds at the current
+    traffic (None when the current estimate would never pass)."""
+    if needs is None:
+        return {"needed_events": None, "eta_seconds": None, "unit": unit}
+    events, per_interval = needs
+    eta = None if interval_seconds is None else events / per_interval * interval_seconds
+    return {"needed_events": float(math.ceil(events)), "eta_seconds":
+            None if eta is None else round(eta, 1), "unit": unit}
+
+
+def _evidence(test: RateTest) -> dict:
+    return {"interval_share": round(test.interval_share, 3), "jitter_tau2": round(test.tau2, 4),
+            "margin_ratio": round(test.margin_up, 4)}
+
+
 def judge_ratio(metric: MetricConfig, series: RatioSeries, *, log_threshold: float,
-                log_level: float, intervals: bool) -> MetricResult:
+                log_level: float, intervals: bool,
+                interval_seconds: float | None = None) -> MetricResult:
     data = SplitData.from_counts(series.canary_num, series.canary_den,
                                  series.baseline_num, series.baseline_den)
-    test = rate_test(data, allowed_increase=metric.allowed_increase,
-                     allowed_decrease=metric.allowed_decrease,
-                     promotion_increase=metric.resolved_promotion_margin,
-                     promotion_decrease=1.0 / metric.resolved_promotion_margin,
+    test = rate_test(data, allowed_increase=metric.margin_increase,
+                     allowed_decrease=metric.margin_decrease,
+                     absolute_increase=metric.allowed_absolute_increase,
                      interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
     nc, nb = float(series.canary_den.sum()), float(series.baseline_den.sum())
     canary = SideSummary(nc, float(series.canary_num.sum()) / nc if nc else None)
     baseline = SideSummary(nb, float(series.baseline_num.sum()) / nb if nb else None)
-    within = _within(metric, test.log_e_below_promotion, test.log_e_above_promotion, log_level)
+    within = _within(metric, test.log_e_inside_up, test.log_e_inside_down, log_level)
+    gate = None
+    if metric.direction != "decrease":
+        gate = _gate(gate_needs(data, test, log_level), "canary errors", interval_seconds)
     return _sequential_result(
         metric, log_up=test.log_e_increase, log_down=test.log_e_decrease, within=within,
         enough=min(nc, nb) >= metric.min_count, effect=test.estimate, interval=test.interval,
-        canary=canary, baseline=baseline, log_threshold=log_threshold)
+        canary=canary, baseline=baseline, log_threshold=log_threshold, gate=gate,
+        evidence=_evidence(test))
 
 
 def _latency_details(test: LatencyTest) -> tuple[dict, ...]:
@@ -155,11 +192,11 @@ def _latency_details(test: LatencyTest) -> tuple[dict, ...]:
 
 
 def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_threshold: float,
-                    log_level: float, intervals: bool) -> MetricResult:
+                    log_level: float, intervals: bool,
+                    interval_seconds: float | None = None) -> MetricResult:
     test = latency_test(series.le, series.canary, series.baseline, quantiles=metric.quantiles,
-                        allowed_increase=metric.allowed_increase,
-                        allowed_decrease=metric.allowed_decrease,
-                        promotion_margin=metric.resolved_promotion_margin,
+                        allowed_increase=metric.margin_increase,
+                        allowed_decrease=metric.margin_decrease,
                         direction=metric.direction,
                         interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
     top_q = max(metric.quantiles)
@@ -170,13 +207,22 @@ def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_thresh
     effect = None if test.reported is None else test.reported.effect
     interval = None if test.reported is None else test.reported.interval
     within = bool(test.thresholds) and all(
-        _within(metric, t.rate.log_e_below_promotion, t.rate.log_e_above_promotion, log_level)
+        _within(metric, t.rate.log_e_inside_up, t.rate.log_e_inside_down, log_level)
         for t in test.thresholds)
     enough = min(test.canary_count, test.baseline_count) >= metric.min_count
+    gate = evidence = None
+    if test.thresholds:
+        # The gate waits for the threshold with the least evidence of being inside.
+        weakest = min(test.thresholds, key=lambda t: t.rate.log_e_inside_up)
+        evidence = _evidence(weakest.rate)
+        if metric.direction != "decrease":
+            gate = _gate(gate_needs(weakest.data, weakest.rate, log_level),
+                         f"canary requests slower than {weakest.bound:g}", interval_seconds)
     return _sequential_result(
         metric, log_up=test.log_e_increase, log_down=test.log_e_decrease, within=within,
         enough=enough, effect=effect, interval=interval, canary=canary, baseline=baseline,
-        log_threshold=log_threshold, details=_latency_details(test))
+        log_threshold=log_threshold, details=_latency_details(test), gate=gate,
+        evidence=evidence)
 
 
 def judge_gauge(metric: MetricConfig, series: GaugeSeries) -> MetricResult:
@@ -226,11 +272,12 @@ def _broken(metric: MetricConfig, exc: Exception) -> MetricResult:
 
 
 def _isolated(metric: MetricConfig, series: MetricSeries | None, config: CanaryConfig, *,
-              intervals: bool) -> MetricResult:
+              intervals: bool, interval_seconds: float | None) -> MetricResult:
     """One metric's result, or its ``error`` result when its statistics raise: one metric's
     numerical trouble must not take the other metrics (or the service) down with it."""
     try:
-        return judge_metric(metric, series, config, intervals=intervals)
+        return judge_metric(metric, series, config, intervals=intervals,
+                            interval_seconds=interval_seconds)
     except JudgeInputError:
         raise
     except Exception as exc:
@@ -239,7 +286,7 @@ def _isolated(metric: MetricConfig, series: MetricSeries | None, config: CanaryC
 
 
 def judge_metric(metric: MetricConfig, series: MetricSeries | None, config: CanaryConfig, *,
-                 intervals: bool = True) -> MetricResult:
+                 intervals: bool = True, interval_seconds: float | None = None) -> MetricResult:
     if series is None or len(series) == 0:
         return _missing(metric)
     if series.type != metric.resolved_type:
@@ -250,11 +297,36 @@ def judge_metric(metric: MetricConfig, series: MetricSeries | None, config: Cana
     log_level = math.log(1.0 / alpha)
     if isinstance(series, RatioSeries):
         return judge_ratio(metric, series, log_threshold=log_threshold, log_level=log_level,
-                           intervals=intervals)
+                           intervals=intervals, interval_seconds=interval_seconds)
     if isinstance(series, HistogramSeries):
         return judge_histogram(metric, series, log_threshold=log_threshold,
-                               log_level=log_level, intervals=intervals)
+                               log_level=log_level, intervals=intervals,
+                               interval_seconds=interval_seconds)
     return judge_gauge(metric, series)
+
+
+def attribute(results: list[MetricResult], config: CanaryConfig) -> list[MetricResult]:
+    """Closed testing over the mean of the sequential metrics' e-values
+    (``analyzer.judge.merge``): a metric whose own e-value is below ``M/alpha`` still shows
+    harm when the evidence of the others carries every subset containing it past ``1/alpha``.
+    """
+    sequential = [i for i, r in enumerate(results) if r.threshold is not None]
+    if len(sequential) < 2:
+        return results
+    log_e = [math.log(max(results[i].e_value or 1e-300, 1e-300)) for i in sequential]
+    rejected = closed_rejections(log_e, math.log(1.0 / config.judge.alpha))
+    out = list(results)
+    for i, reject in zip(sequential, rejected, strict=True):
+        result = results[i]
+        if not reject or result.harmful:
+            continue
+        harm = (result.evidence or {}).get("harm", "high")
+        reason = (f"canary/baseline {_fmt(result.effect)}{_interval_text(result.interval)} "
+                  f"beyond the margin; e-value {_fmt(result.e_value)} is below "
+                  f"{_fmt(result.threshold)} alone, but every set of metrics containing it "
+                  f"has a mean e-value ≥ {_fmt(1.0 / config.judge.alpha)} (closed test)")
+        out[i] = replace(result, classification=harm, reason=reason)
+    return out
 
 
 def requests_per_side(data: Mapping[str, MetricSeries],
@@ -283,8 +355,15 @@ def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool
     weight really in force (the live service knows the current weight, not its history).
     ``diagnoses`` (metric → why it has no data) goes into the no-evidence reason.
     """
-    results = [_isolated(m, data.get(m.name), config, intervals=intervals)
+    def seconds(series: MetricSeries | None) -> float | None:
+        if data_seconds is None or series is None or len(series) == 0:
+            return None
+        return data_seconds / len(series)
+
+    results = [_isolated(m, data.get(m.name), config, intervals=intervals,
+                         interval_seconds=seconds(data.get(m.name)))
                for m in config.metrics]
+    results = attribute(results, config)
     traffic = None
     sides = requests_per_side(data, config)
     if sides is not None:

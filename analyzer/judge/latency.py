@@ -9,12 +9,17 @@ burst tempering. A threshold near p99 catches a tail regression that leaves the 
 alone; one near p50 catches a canary that is slower overall.
 
 The margin is given as a latency ratio (``allowed_increase: 1.1`` means "10% slower is
-fine"; the promotion margin likewise). A canary exactly ``a`` times slower than the
-baseline exceeds ``L`` as often as the baseline exceeds ``L / a``, so the margin for the
-exceedance ratio at ``L`` is ``S_b(L / a) / S_b(L)`` with ``S_b`` the baseline's survival
-function, interpolated inside buckets as a power law (see ``_survival``). Estimates and
-intervals are mapped back to latency ratios the same way, so the report speaks the unit of
-the margin.
+fine"). A canary exactly ``a`` times slower than the baseline exceeds ``L`` as often as the
+baseline exceeds ``L / a``, so the margin for the exceedance ratio at ``L`` is
+``S_b(L / a) / S_b(L)`` with ``S_b`` the baseline's survival function. Between bucket bounds
+``S_b`` is unknown, and any interpolation can under-state it (a log-normal's log-survival is
+concave in log-latency, so the power-law chord lies below it), which would fail canaries
+inside their margin. So the fail test takes the survival at the bucket bound at or below
+``L / a`` (an upper bound on ``S_b(L / a)``: the margin can only be over-stated) and the gate
+takes the bound at or above (it can only be under-stated). With Istio's coarse buckets a
+margin other than 1.0 is therefore wide on the fail side; ``allowed_increase: 1.0`` is exact.
+Estimates and intervals are mapped back to latency ratios by power-law interpolation: that is
+a report, not a decision.
 
 The metric's e-value is the average of the thresholds' e-values (an average of e-processes
 is an e-process), so testing several quantiles costs no extra alpha.
@@ -122,6 +127,18 @@ def _inverse_survival(le: np.ndarray, counts: np.ndarray, target: float) -> floa
     return math.exp((1.0 - f) * math.log(lower_x) + f * math.log(upper_x))
 
 
+def _survival_bracket(le: np.ndarray, counts: np.ndarray, x: float) -> tuple[float, float]:
+    """Survival at the bucket bounds at or above and at or below ``x``: S_b(x) lies between
+    them whatever the shape inside the bucket."""
+    surv = np.concatenate(([1.0], _survival_at_bounds(le, counts)[:-1]))
+    bounds = np.concatenate(([0.0], le[:-1]))
+    below = int(np.searchsorted(bounds, x, side="right")) - 1
+    above = int(np.searchsorted(bounds, x, side="left"))
+    upper = float(surv[below])
+    lower = float(surv[above]) if above < len(bounds) else 0.0
+    return lower, upper
+
+
 def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
                            exceedance_ratio: float) -> float:
     """Latency ratio a with S_b(bound / a) = exceedance_ratio · S_b(bound)."""
@@ -160,8 +177,7 @@ def _harm_key(direction: str):
 
 def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
                  quantiles: tuple[float, ...], allowed_increase: float = 1.0,
-                 allowed_decrease: float = 1.0, promotion_margin: float | None = None,
-                 direction: str = "increase",
+                 allowed_decrease: float = 1.0, direction: str = "increase",
                  interval_log_k: float | None = None) -> LatencyTest:
     """Evidence that the canary is slower (or faster) than the baseline beyond the margins.
 
@@ -184,18 +200,21 @@ def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
     for q, k in _thresholds(le, pooled_b, quantiles):
         bound = float(le[k])
         base_exceed = _survival(le, pooled_b, bound)
-        def exceedance_margin(latency_ratio: float, bound: float = bound,
-                              base_exceed: float = base_exceed) -> float:
-            return _survival(le, pooled_b, bound / latency_ratio) / base_exceed
+        def exceedance_margins(latency_ratio: float, bound: float = bound,
+                               base_exceed: float = base_exceed) -> tuple[float, float]:
+            """(lowest, highest) exceedance ratio the latency ratio can mean at ``bound``."""
+            if latency_ratio == 1.0:
+                return 1.0, 1.0
+            lower, upper = _survival_bracket(le, pooled_b, bound / latency_ratio)
+            return lower / base_exceed, upper / base_exceed
 
-        up = max(exceedance_margin(allowed_increase), 1.0)
-        down = max(min(exceedance_margin(allowed_decrease), 1.0), 1e-9)
-        promotion = promotion_margin or allowed_increase
-        promote_up = max(exceedance_margin(promotion), up)
-        promote_down = max(min(exceedance_margin(1.0 / promotion), down), 1e-9)
+        gate_up, up = exceedance_margins(allowed_increase)
+        up, gate_up = max(up, 1.0), max(gate_up, 1.0)
+        down, gate_down = exceedance_margins(allowed_decrease)
+        down, gate_down = max(min(down, 1.0), 1e-9), max(min(gate_down, 1.0), 1e-9)
         data = SplitData.from_counts(above_c[:, k + 1], den_c, above_b[:, k + 1], den_b)
         rate = rate_test(data, allowed_increase=up, allowed_decrease=down,
-                         promotion_increase=promote_up, promotion_decrease=promote_down)
+                         gate_increase=gate_up, gate_decrease=gate_down)
         effect = None if rate.estimate is None else _ratio_from_exceedance(
             le, pooled_b, bound, rate.estimate)
         tests.append(ThresholdTest(q, bound, rate, effect, None,
@@ -207,7 +226,7 @@ def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
     if interval_log_k is not None:
         up, down = reported.margins
         rate = rate_test(reported.data, allowed_increase=up, allowed_decrease=down,
-                         interval_log_k=interval_log_k, tau2=reported.rate.tau2)
+                         interval_log_k=interval_log_k)
         interval = None
         if rate.interval is not None:
             interval = (_ratio_from_exceedance(le, pooled_b, reported.bound, rate.interval[0]),

@@ -39,6 +39,12 @@ class MetricResult:
     muted: bool = False
     counts_as_failure: bool = False  # Kayenta's NodataFailMetric: no data where data was required
     details: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    allowed_absolute: float = 0.0  # absolute part of the increase margin (rate points)
+    # Promotion gate: within, needed_events, eta_seconds, unit (None for fixed tests).
+    gate: dict[str, Any] | None = None
+    # How the evidence was formed: share of intervals judged by the interval-level t-test,
+    # the jitter estimate in force, and the increase margin as a ratio at the latest look.
+    evidence: dict[str, Any] | None = None
 
     @property
     def harmful(self) -> bool:

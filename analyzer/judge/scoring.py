@@ -64,6 +64,34 @@ def _describe(result: MetricResult) -> str:
     return f"{result.name}: {result.reason}"
 
 
+def needs_text(result: MetricResult) -> str:
+    """"needs ≈ N more canary errors, ≈ T min at current traffic", or why no figure."""
+    gate = result.gate
+    if gate is None:
+        return "no estimate of the evidence still needed"
+    if gate["needed_events"] is None:
+        return ("the current estimate is not inside the margin, so more of the same data "
+                "would not pass")
+    text = f"needs ≈ {gate['needed_events']:.0f} more {gate['unit']}"
+    if gate["eta_seconds"] is not None:
+        text += f", ≈ {gate['eta_seconds'] / 60:.0f} min at current traffic"
+    return text
+
+
+def _unproven(result: MetricResult) -> str:
+    margin = f"{result.allowed:g}x"
+    if result.allowed_absolute > 0:
+        margin = f"max({margin}, +{100 * result.allowed_absolute:g} points)"
+    return (f"{result.name} stays within {margin} of the baseline (canary/baseline "
+            f"{_ratio(result.effect)}{_span(result.interval)}; {needs_text(result)})")
+
+
+def gated(results: list[MetricResult]) -> list[MetricResult]:
+    """The metrics the promotion gate needs inside their margin: the critical ones, or every
+    sequential one when none is critical."""
+    return [r for r in results if r.critical] or [r for r in results if r.threshold is not None]
+
+
 def decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
            data_seconds: float | None = None, traffic: TrafficCheck | None = None) -> Judgement:
     """The verdict. A traffic-split mismatch turns ``pass`` into ``inconclusive`` but never
@@ -94,14 +122,11 @@ def _decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
         reason = (f"score {score:g} is marginal (pass needs {settings.pass_score:g}): "
                   + "; ".join(map(_describe, harmful)))
         return Judgement("inconclusive", score, reason, tuple(results))
-    if final:
-        gated = [r for r in active if r.critical] or [r for r in active if r.threshold is not None]
-        unproven = [r for r in gated if not r.within_margin]
-        if unproven:
-            reason = "promotion gate: not enough evidence yet that " + "; ".join(
-                f"{r.name} stays within {r.promotion_margin:g}x of the baseline "
-                f"(canary/baseline {_ratio(r.effect)}{_span(r.interval)})" for r in unproven)
-            return Judgement("inconclusive", score, reason, tuple(results))
+    unproven = [r for r in gated(active) if not r.within_margin]
+    if final and unproven:
+        reason = "promotion gate: not enough evidence yet that " + "; ".join(
+            map(_unproven, unproven))
+        return Judgement("inconclusive", score, reason, tuple(results))
     nodata = [r for r in active if r.classification == "nodata"]
     span = f", {data_seconds / 60:.0f} min of data" if data_seconds is not None else ""
     if harmful:
@@ -113,4 +138,7 @@ def _decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
         reason = f"no metric shows a regression ({len(active)} metrics{span})"
     if nodata:
         reason += "; not enough data yet for " + ", ".join(r.name for r in nodata)
+    if not final and unproven:
+        reason += "; for the promotion gate " + "; ".join(
+            f"{r.name} {needs_text(r)}" for r in unproven if r.classification != "nodata")
     return Judgement("pass", score, reason, tuple(results))

@@ -25,6 +25,9 @@ import numpy as np
 from analyzer.judge.rate import SplitData, rate_test
 
 TOLERANCE = 2.0
+# Routing is per request, so the split is binomial; a small fixed jitter allowance keeps
+# session affinity and retries from reading as a mismatch.
+ROUTING_TAU2 = 0.04
 RECENT_INTERVALS = 2
 
 
@@ -60,7 +63,8 @@ def check_split(canary_requests: np.ndarray, baseline_requests: np.ndarray,
     expected = w[inside]
     data = SplitData(nc[inside], requests[inside],
                      np.log(expected) - np.log1p(-expected))
-    test = rate_test(data, allowed_increase=TOLERANCE, allowed_decrease=1.0 / TOLERANCE)
+    test = rate_test(data, allowed_increase=TOLERANCE, allowed_decrease=1.0 / TOLERANCE,
+                     tau2=ROUTING_TAU2)
     log_e = float(np.logaddexp(test.log_e_increase, test.log_e_decrease) - math.log(2.0))
     e_value = math.exp(min(log_e, 700.0))
     if log_e < math.log(1.0 / alpha):

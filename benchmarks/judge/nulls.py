@@ -1,0 +1,135 @@
+"""Calibration under bursty traffic at high volume, and the cost in detection time.
+
+Null cells: both sides have the same 1% error rate, each side's per-interval rate multiplied
+by an independent Gamma(mean 1, CV) draw (per-side overdispersion), 20/200/1000 req/s, a
+5→25→50% ramp or a 50/50 split from the first look, 60 looks of 30 s. A run is a false fail
+when the rate test's e-value against "ratio ≤ 1" ever reaches 1/alpha = 100 (one metric,
+the strictest margin). Power cells: the same with the canary at 2× and 3×, reporting the
+detection rate and the median look of the first fail next to an oracle SPRT that knows the
+true ratio (likelihood ratio of the canary's share of events, conditional on the split).
+
+    python benchmarks/judge/nulls.py [--runs N] [--seed S] [--workers W] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+from scipy.stats import beta
+
+from analyzer.judge.rate import SplitData, rate_test
+
+LOG_K = math.log(100.0)
+DEFAULT_JSON = Path(__file__).parent / "results" / "nulls.json"
+NULLS = [(rps, cv, split) for rps in (20, 200, 1000) for cv in (0.3, 0.6)
+         for split in ("ramp", "50/50")]
+POWER = [(rps, cv, ratio) for rps in (20, 200) for cv in (0.0, 0.3) for ratio in (2.0, 3.0)]
+
+
+def draw(rng: np.random.Generator, rps: float, cv: float, split: str, ratio: float = 1.0,
+         p0: float = 0.01, intervals: int = 60) -> tuple[np.ndarray, ...]:
+    share = (np.repeat((0.05, 0.25, 0.5), intervals // 3) if split == "ramp"
+             else np.full(intervals, 0.5))
+    total = rng.poisson(rps * 30, intervals)
+    nc = rng.binomial(total, share)
+    nb = total - nc
+
+    def jitter() -> np.ndarray:
+        return np.ones(intervals) if cv == 0 else rng.gamma(1 / cv**2, cv**2, intervals)
+
+    c = rng.binomial(nc, np.clip(p0 * ratio * jitter(), 0, 1))
+    b = rng.binomial(nb, np.clip(p0 * jitter(), 0, 1))
+    return c, nc, b, nb
+
+
+def first_fail(c, nc, b, nb) -> int | None:
+    for t in range(1, len(c) + 1):
+        data = SplitData.from_counts(c[:t], nc[:t], b[:t], nb[:t])
+        if rate_test(data).log_e_increase >= LOG_K:
+            return t
+    return None
+
+
+def oracle_fail(c, nc, b, nb, ratio: float) -> int | None:
+    """SPRT of the true ratio against 1 on each interval's split of events."""
+    keep = (nc > 0) & (nb > 0)
+    u = np.where(keep, nc / np.maximum(nc + nb, 1), 0.5)
+    theta0 = u
+    theta1 = expit(np.log(u) - np.log1p(-u) + math.log(ratio))
+    e = c + b
+    llr = np.where(keep, c * np.log(theta1 / theta0) + (e - c) * np.log((1 - theta1)
+                                                                      / (1 - theta0)), 0.0)
+    hits = np.nonzero(np.cumsum(llr) >= LOG_K)[0]
+    return int(hits[0]) + 1 if len(hits) else None
+
+
+def _null_cell(args: tuple[int, int, float, float, str]) -> dict[str, Any]:
+    seed, runs, rps, cv, split = args
+    rng = np.random.default_rng([seed, int(rps), int(cv * 10), split == "ramp"])
+    looks = [first_fail(*draw(rng, rps, cv, split)) for _ in range(runs)]
+    fails = [t for t in looks if t is not None]
+    k = len(fails)
+    upper = 1.0 if k == runs else float(beta.ppf(0.975, k + 1, runs - k))
+    return {"rps": rps, "cv": cv, "split": split, "runs": runs, "false_fails": k,
+            "rate": k / runs, "ci95_upper": upper, "looks": sorted(fails)}
+
+
+def _power_cell(args: tuple[int, int, float, float, float]) -> dict[str, Any]:
+    seed, runs, rps, cv, ratio = args
+    rng = np.random.default_rng([seed, int(rps), int(cv * 10), int(ratio * 10)])
+    ours, oracle = [], []
+    for _ in range(runs):
+        counts = draw(rng, rps, cv, "ramp", ratio)
+        ours.append(first_fail(*counts))
+        oracle.append(oracle_fail(*counts, ratio))
+    both = [(a, o) for a, o in zip(ours, oracle, strict=True) if a is not None and o is not None]
+    return {"rps": rps, "cv": cv, "ratio": ratio, "runs": runs,
+            "detected": sum(a is not None for a in ours) / runs,
+            "oracle_detected": sum(o is not None for o in oracle) / runs,
+            "median_look": float(np.median([a for a in ours if a is not None]))
+            if any(a is not None for a in ours) else None,
+            "oracle_median_look": float(np.median([o for o in oracle if o is not None]))
+            if any(o is not None for o in oracle) else None,
+            "median_delay_vs_oracle": float(np.median([a / o for a, o in both]))
+            if both else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=400)
+    parser.add_argument("--power-runs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=20261129)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    args = parser.parse_args()
+    began = time.time()
+    with ProcessPoolExecutor(args.workers) as pool:
+        nulls = list(pool.map(_null_cell, [(args.seed, args.runs, *c) for c in NULLS]))
+        power = list(pool.map(_power_cell, [(args.seed, args.power_runs, *c) for c in POWER]))
+    print("null: req/s  CV   split   false fails  [95% upper]  looks")
+    for r in nulls:
+        print(f"      {r['rps']:5g} {r['cv']:4g} {r['split']:6} "
+              f"{r['false_fails']:4d}/{r['runs']:<5d} {r['rate']:.4f} "
+              f"[{r['ci95_upper']:.4f}]  {r['looks'][:8]}")
+    print("power: req/s  CV  ratio  detected  oracle  median look  oracle  delay×")
+    for r in power:
+        print(f"       {r['rps']:5g} {r['cv']:4g} {r['ratio']:4g}   {r['detected']:.2f}     "
+              f"{r['oracle_detected']:.2f}   {r['median_look']}  {r['oracle_median_look']}  "
+              f"{r['median_delay_vs_oracle']}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"seed": args.seed, "runs": args.runs,
+                                     "power_runs": args.power_runs, "nulls": nulls,
+                                     "power": power}, indent=1) + "\n")
+    print(f"{time.time() - began:.0f} s; wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
