@@ -21,6 +21,7 @@ system-deps:
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install system-deps lint
 	$(BIN)/python -m pytest -q

@@ -43,14 +43,15 @@ def _e(log_e: float) -> float:
     return math.exp(min(log_e, _LOG_E_CAP))
 
 
-def _harm(metric: MetricConfig, log_up: float, log_down: float) -> tuple[float, str]:
+def _harm(metric: MetricConfig, log_up: float, log_down: float
+          ) -> tuple[float, Classification]:
     """The metric's log e-value for harm and the class it would get (high/low)."""
     if metric.direction == "increase":
-        return log_up, "high"
+        return log_up, Classification.HIGH
     if metric.direction == "decrease":
-        return log_down, "low"
+        return log_down, Classification.LOW
     combined = float(np.logaddexp(log_up, log_down) - math.log(2.0))
-    return combined, ("high" if log_up >= log_down else "low")
+    return combined, (Classification.HIGH if log_up >= log_down else Classification.LOW)
 
 
 def _fmt(value: float | None) -> str:
@@ -105,11 +106,11 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
                   f"{margin_text(metric)}; e-value {_fmt(_e(log_e))} ≥ "
                   f"{_fmt(math.exp(log_threshold))}")
     elif not enough:
-        classification = "nodata"
+        classification = Classification.NODATA
         reason = (f"too little traffic to judge ({canary.count:g} canary and "
                   f"{baseline.count:g} baseline requests, need {metric.min_count})")
     else:
-        classification = "pass"
+        classification = Classification.PASS
         reason = (f"canary/baseline {_fmt(effect)}{_interval_text(interval)}, "
                   f"{margin_text(metric)}; e-value {_fmt(_e(log_e))} < "
                   f"{_fmt(math.exp(log_threshold))}")
@@ -231,8 +232,8 @@ def judge_gauge(metric: MetricConfig, series: GaugeSeries) -> MetricResult:
         allowed_increase=metric.allowed_increase, allowed_decrease=metric.allowed_decrease,
         nan_strategy=metric.nan_strategy, must_have_data=metric.must_have_data,
         critical=metric.critical)
-    classification: Classification = (
-        "nodata" if outcome.classification == "nodata-fail" else outcome.classification)
+    classification = (Classification.NODATA if outcome.classification == "nodata-fail"
+                      else Classification(outcome.classification))
     return MetricResult(
         name=metric.name, classification=classification, critical=metric.critical,
         direction=metric.direction, test="mann-whitney",
@@ -250,7 +251,7 @@ def judge_gauge(metric: MetricConfig, series: GaugeSeries) -> MetricResult:
 def _missing(metric: MetricConfig) -> MetricResult:
     empty = SideSummary(0.0, None)
     return MetricResult(
-        name=metric.name, classification="nodata", critical=metric.critical,
+        name=metric.name, classification=Classification.NODATA, critical=metric.critical,
         direction=metric.direction, test=metric.resolved_test, canary=empty, baseline=empty,
         effect=None, interval=None, e_value=None, threshold=None, allowed=_allowed(metric),
         promotion_margin=metric.resolved_promotion_margin,
@@ -262,7 +263,7 @@ def _missing(metric: MetricConfig) -> MetricResult:
 def _broken(metric: MetricConfig, exc: Exception) -> MetricResult:
     empty = SideSummary(0.0, None)
     return MetricResult(
-        name=metric.name, classification="error", critical=metric.critical,
+        name=metric.name, classification=Classification.ERROR, critical=metric.critical,
         direction=metric.direction, test=metric.resolved_test, canary=empty, baseline=empty,
         effect=None, interval=None, e_value=None, threshold=None, allowed=_allowed(metric),
         promotion_margin=metric.resolved_promotion_margin, within_margin=False,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from analyzer.config.models import CanaryConfig
-from analyzer.judge.results import Judgement, MetricResult
+from analyzer.judge.results import Classification, Judgement, MetricResult, Verdict
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
 
 SIDES = ("canary", "baseline")
@@ -92,13 +92,13 @@ def require_evidence(judgement: Judgement, data: Mapping[str, MetricSeries],
     gate = gated(judgement.metrics)
     critical = [r for r in judgement.metrics if r.critical]
     if final and (not gate or (critical and all(r.muted for r in critical))):
-        return replace(judgement, verdict="inconclusive",
+        return replace(judgement, verdict=Verdict.INCONCLUSIVE,
                        reason="promotion gate: every critical metric is muted (or no metric "
                               "is judged), so nothing shows the canary is within its margins")
-    broken = [r for r in gate if r.classification == "error"]
+    broken = [r for r in gate if r.classification == Classification.ERROR]
     if broken:
-        return replace(judgement, verdict="inconclusive", reason="could not judge " + "; ".join(
-            f"{r.name}: {r.reason}" for r in broken))
+        reason = "could not judge " + "; ".join(f"{r.name}: {r.reason}" for r in broken)
+        return replace(judgement, verdict=Verdict.INCONCLUSIVE, reason=reason)
     missing = []
     unmatched = False
     for result in gate:
@@ -115,7 +115,7 @@ def require_evidence(judgement: Judgement, data: Mapping[str, MetricSeries],
         split = judgement.traffic
         if split is not None and not split.split_ok:
             missing.append(f"traffic split: {split.reason}")
-        return replace(judgement, verdict="inconclusive",
+        return replace(judgement, verdict=Verdict.INCONCLUSIVE,
                        reason="no evidence: " + "; ".join(missing))
     left = grace - intervals
     return replace(judgement, reason=f"{judgement.reason}; no data yet for "

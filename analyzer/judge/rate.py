@@ -107,6 +107,13 @@ class SplitData:
     def has_requests(self) -> bool:
         return self.canary_requests is not None and self.baseline_requests is not None
 
+    @property
+    def requests(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-side requests, for data made with them (``has_requests``)."""
+        if self.canary_requests is None or self.baseline_requests is None:
+            raise ValueError("this split was made without per-side request counts")
+        return self.canary_requests, self.baseline_requests
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -142,7 +149,7 @@ def split_jitter(data: SplitData) -> np.ndarray:
     its square over binomial variance, divided by ``e(e−1)θ²(1−θ)²``, estimates τ². The sums
     over earlier intervals are shrunk towards the prior.
     """
-    nc, nb = data.canary_requests, data.baseline_requests
+    nc, nb = data.requests
     c, b = data.canary, data.baseline
     total = nc + nb
     up, down = _exclusive_cumsum(c * nb / total), _exclusive_cumsum(b * nc / total)
@@ -168,7 +175,7 @@ def _baseline_jitter(data: SplitData) -> np.ndarray:
     k = np.arange(len(data), dtype=float)
     dof = np.maximum(k - 1.0, 0.0)
     scale = np.where(dof > 0, k / np.maximum(dof, 1.0), 0.0)  # k / (k − 1): the mean is fitted
-    _, tau_b = _side_jitter(data.baseline, data.baseline_requests)
+    _, tau_b = _side_jitter(data.baseline, data.requests[1])
     half = PRIOR_TAU2 / 2
     tau_b = np.where(np.isnan(tau_b), half, tau_b * scale)
     return (dof * tau_b + PRIOR_INTERVALS * half) / (dof + PRIOR_INTERVALS)
@@ -187,7 +194,7 @@ def plan(data: SplitData, tau2: float | None = None) -> Plan:
         kappa = np.maximum(data.events - 1.0, 0.0) * share * (1 - share) * fixed
         return Plan(1.0 + kappa, np.zeros(n, dtype=bool), fixed)
     tau = split_jitter(data)
-    nc, nb = data.canary_requests, data.baseline_requests
+    nc, nb = data.requests
     seen_events = _exclusive_cumsum(data.events)
     seen_requests = _exclusive_cumsum(nc + nb)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -223,7 +230,7 @@ def margin_log_ratios(data: SplitData, ratio: float, absolute: float, *,
     base = math.log(ratio)
     if absolute <= 0 or n == 0 or not data.has_requests:
         return np.full(n, base)
-    b, nb = data.baseline, data.baseline_requests
+    b, nb = data.baseline, data.requests[1]
     seen_b, seen_n = _exclusive_cumsum(b), _exclusive_cumsum(nb)
     first = seen_n <= 0
     events = np.where(first, b, seen_b)
@@ -305,8 +312,8 @@ def log_e_values(data: SplitData, nulls: np.ndarray, temper: np.ndarray, upward:
     events = ~by_interval
     out = _event_log_e(_subset(data, events), nulls, shift[events], temper[events], upward)
     sel = _subset(data, by_interval)
-    y = ttest.log_ratios(sel.canary, sel.canary_requests, sel.baseline,
-                         sel.baseline_requests) - shift[by_interval]
+    y = ttest.log_ratios(sel.canary, sel.requests[0], sel.baseline,
+                         sel.requests[1]) - shift[by_interval]
     return out + ttest.log_e_values(y, nulls, upward)
 
 

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
 from analyzer.judge.traffic import TrafficCheck
 
-Classification = Literal["pass", "high", "low", "nodata", "error"]
-"""``error``: the metric's test raised on this data; the other metrics are still judged."""
-Verdict = Literal["pass", "fail", "inconclusive"]
+
+class Classification(StrEnum):
+    """A metric's outcome, a sealed set as in Kayenta. ``HIGH``/``LOW``: harm in that
+    direction; ``NODATA``: too little data to say (or a required metric without data, which
+    then counts as a failure: Kayenta's NodataFailMetric); ``ERROR``: the metric's test
+    raised on this data, and the other metrics are still judged."""
+
+    PASS = "pass"
+    HIGH = "high"
+    LOW = "low"
+    NODATA = "nodata"
+    ERROR = "error"
+
+
+class Verdict(StrEnum):
+    """What an analysis answers; Argo reads the string."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from analyzer.config.models import CanaryConfig
-from analyzer.judge.results import Judgement, MetricResult
+from analyzer.judge.results import Judgement, MetricResult, Verdict
 from analyzer.judge.traffic import TrafficCheck
 
 
@@ -98,7 +98,7 @@ def decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
     overrides ``fail``: the comparisons condition on the observed split and stay valid."""
     judgement = _decide(results, config, final=final, data_seconds=data_seconds)
     if judgement.verdict == "pass" and traffic is not None and not traffic.split_ok:
-        return Judgement("inconclusive", judgement.score, f"traffic split: {traffic.reason}",
+        return Judgement(Verdict.INCONCLUSIVE, judgement.score, f"traffic split: {traffic.reason}",
                          judgement.metrics, traffic)
     return Judgement(judgement.verdict, judgement.score, judgement.reason, judgement.metrics,
                      traffic)
@@ -111,22 +111,22 @@ def _decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
     critical_harm = [r for r in active if r.critical and r.harmful]
     if critical_harm:
         reason = "critical metric shows a regression: " + "; ".join(map(_describe, critical_harm))
-        return Judgement("fail", 0.0, reason, tuple(results))
+        return Judgement(Verdict.FAIL, 0.0, reason, tuple(results))
     harmful = [r for r in active if r.harmful]
     settings = config.judge
     if score < settings.marginal_score:
         reason = (f"score {score:g} is below the marginal score {settings.marginal_score:g}: "
                   + "; ".join(map(_describe, harmful)))
-        return Judgement("fail", score, reason, tuple(results))
+        return Judgement(Verdict.FAIL, score, reason, tuple(results))
     if score < settings.pass_score:
         reason = (f"score {score:g} is marginal (pass needs {settings.pass_score:g}): "
                   + "; ".join(map(_describe, harmful)))
-        return Judgement("inconclusive", score, reason, tuple(results))
+        return Judgement(Verdict.INCONCLUSIVE, score, reason, tuple(results))
     unproven = [r for r in gated(active) if not r.within_margin]
     if final and unproven:
         reason = "promotion gate: not enough evidence yet that " + "; ".join(
             map(_unproven, unproven))
-        return Judgement("inconclusive", score, reason, tuple(results))
+        return Judgement(Verdict.INCONCLUSIVE, score, reason, tuple(results))
     nodata = [r for r in active if r.classification == "nodata"]
     span = f", {data_seconds / 60:.0f} min of data" if data_seconds is not None else ""
     if harmful:
@@ -141,4 +141,4 @@ def _decide(results: list[MetricResult], config: CanaryConfig, *, final: bool,
     if not final and unproven:
         reason += "; for the promotion gate " + "; ".join(
             f"{r.name} {needs_text(r)}" for r in unproven if r.classification != "nodata")
-    return Judgement("pass", score, reason, tuple(results))
+    return Judgement(Verdict.PASS, score, reason, tuple(results))
