@@ -106,6 +106,7 @@ def from_query(items: list[tuple[str, str]]) -> JudgeRequest:
             labels[label] = value
             continue
         if key in data:
-            raise RequestError(key, f"{key} given twice")
+            raise RequestError(key or "query", f"{key or 'a parameter without a name'} "
+                                               f"given twice")
         data[key] = value
     return parse_request(data)

@@ -19,6 +19,8 @@ from analyzer.judge.evaluate import judge
 from analyzer.judge.latency import latency_test
 from analyzer.judge.rate import SplitData, rate_test
 
+pytestmark = pytest.mark.slow  # seeded simulation studies: minutes in all
+
 ALPHA = 0.05
 LOG_K = math.log(1 / ALPHA)
 
@@ -61,7 +63,6 @@ def test_type_one_error_under_a_look_every_interval(rps, p0, cv):
     assert fails <= _bound(runs), f"{fails}/{runs} null canaries failed"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("rps", "cv", "share"), [
     (200, 0.6, None),   # 5 → 25 → 50% ramp: the 5% step is where tempering used to break
     (1000, 0.6, None),
@@ -87,7 +88,6 @@ def _fails_inside_margin(series, **margins) -> bool:
     return False
 
 
-@pytest.mark.slow
 def test_canary_inside_its_margin_is_not_failed():
     """1.2x the baseline's errors with allowed_increase 1.25, and +0.2 points with an
     allowed absolute increase of 0.25 points on a 0.2% baseline: inside, so calibrated."""
@@ -102,7 +102,6 @@ def test_canary_inside_its_margin_is_not_failed():
     assert absolute <= _bound(runs)
 
 
-@pytest.mark.slow
 def test_latency_exactly_at_its_margin_is_not_failed():
     """allowed_increase 1.25 on latency and a canary exactly 1.25x slower: the margin is
     bounded through the bucket edges, never interpolated below the truth."""
