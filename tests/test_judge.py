@@ -66,6 +66,7 @@ def test_improvement_passes_and_is_reported_below_one():
     assert last.metrics[0].effect < 1.0
 
 
+@pytest.mark.slow  # a seeded simulation of many low-traffic canaries
 def test_low_traffic_never_fails_and_the_gate_is_inconclusive():
     rng = np.random.default_rng(8)
     for _ in range(20):
