@@ -21,7 +21,7 @@ from analyzer.mesh.client import (
     NotFound,
     WeightConflict,
 )
-from analyzer.mesh.rollout import canary_weight_for, lookup_canary_weight, read_rollout
+from analyzer.mesh.rollout import lookup_canary_weight, read_rollout
 from analyzer.mesh.virtualservice import (
     DestinationNotFound,
     RouteNotFound,
@@ -373,7 +373,7 @@ def test_rollout_aborted_and_spec_paused(kube: FakeKube, api: KubeClient):
 def test_canary_weight_prefers_rollout_status(kube: FakeKube, api: KubeClient):
     kube.put("argoproj.io", "rollouts", rollout(**ROLLOUT_STATUS))
     kube.put(ISTIO, VS, host_vs(50))  # the VirtualService is already ahead
-    reading = canary_weight_for(api, NS, "checkout")
+    reading = lookup_canary_weight(api, NS, "checkout").reading
     assert reading is not None
     assert (reading.canary_weight, reading.stable_weight) == (20, 80)
     assert "status.canary.weights" in reading.source
@@ -383,14 +383,14 @@ def test_canary_weight_prefers_rollout_status(kube: FakeKube, api: KubeClient):
 def test_canary_weight_falls_back_to_the_virtualservice(kube: FakeKube, api: KubeClient):
     kube.put("argoproj.io", "rollouts", rollout(currentStepIndex=0))
     kube.put(ISTIO, VS, host_vs(50))
-    reading = canary_weight_for(api, NS, "checkout")
+    reading = lookup_canary_weight(api, NS, "checkout").reading
     assert reading is not None
     assert (reading.canary_weight, reading.route, reading.style) == (50, "primary", "host")
     assert "VirtualService shop/checkout" in reading.source
 
 
 def test_canary_weight_unknown_gives_a_reason(kube: FakeKube, api: KubeClient):
-    assert canary_weight_for(api, NS, "checkout") is None
+    assert lookup_canary_weight(api, NS, "checkout").reading is None
     assert "not found" in lookup_canary_weight(api, NS, "checkout").reason
     kube.put("argoproj.io", "rollouts", rollout())
     lookup = lookup_canary_weight(api, NS, "checkout")

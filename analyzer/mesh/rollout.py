@@ -9,7 +9,6 @@ with the Rollout's own canary/stable Services or DestinationRule subsets.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +19,6 @@ GROUP = "argoproj.io"
 VERSION = "v1alpha1"
 PLURAL = "rollouts"
 KIND = "Rollout"
-
-log = logging.getLogger("analyzer.mesh")
-
 
 @dataclass(frozen=True)
 class VirtualServiceRef:
@@ -191,13 +187,3 @@ def _weight_of(api: KubeClient, state: RolloutState) -> tuple[WeightReading | No
     except (KubeError, MeshError) as exc:
         return None, f"{where}: {exc}"
     return reading, f"from {reading.source}"
-
-
-def canary_weight_for(api: KubeClient, namespace: str, rollout_name: str
-                      ) -> WeightReading | None:
-    """The weight the analysis should assume, or None (the reason is logged; use
-    :func:`lookup_canary_weight` to get it)."""
-    lookup = lookup_canary_weight(api, namespace, rollout_name)
-    if lookup.reading is None:
-        log.info("canary weight of %s/%s unknown: %s", namespace, rollout_name, lookup.reason)
-    return lookup.reading
