@@ -211,11 +211,16 @@ class Analyzer:
 
     def run(self, request: JudgeRequest) -> dict[str, Any]:
         """The API's JSON answer (``analyzer.report.to_wire``) of ``analyse``."""
-        return to_wire(self.analyse(request))
+        return self._analyse(request)[1]
 
     def analyse(self, request: JudgeRequest) -> AnalysisReport:
         """Judges, records and reports one call. Raises ``RequestError`` (4xx), or an
         ``UnavailableError`` (Prometheus, the store: 503)."""
+        return self._analyse(request)[0]
+
+    def _analyse(self, request: JudgeRequest) -> tuple[AnalysisReport, dict[str, Any]]:
+        """The report and its wire form, written once: the store, telemetry and the API
+        answer all use the same dict."""
         began = time.monotonic()
         resolved = self.resolve(request)
         now = self.clock()
@@ -261,22 +266,23 @@ class Analyzer:
                                        _text(diagnoses.get(r.name)))
                           for r in judgement.metrics),
             notes=tuple(notes), final=resolved.final)
+        wire = to_wire(report)
         if self.store is not None:
             # One call: a new session, the closing of earlier revisions' sessions and the
             # first evaluation commit together (no session without its evaluation).
-            wire = to_wire(report)
             recorded = self.store.record(
                 key, resolved.config_name, start, at=now, window_end=resolved.end,
                 verdict=wire["verdict"], score=wire["score"], final=resolved.final,
                 response=wire, queries=list(window.queries))
             report = report.with_id(recorded.session.id)
+            wire = {**wire, "analysis_id": report.analysis_id}
             if recorded.created and self.telemetry is not None:
                 self.telemetry.session_created()
         if self.telemetry is not None:
-            self.telemetry.record(resolved.namespace, resolved.rollout, to_wire(report),
+            self.telemetry.record(resolved.namespace, resolved.rollout, wire,
                                   canary=resolved.sides.canary, stable=resolved.sides.baseline)
             self.telemetry.analysis_duration.observe(time.monotonic() - began)
-        return report
+        return report, wire
 
     def _facts(self, resolved: Resolved) -> RolloutFacts | None:
         """Kubernetes is asked only for what the request did not say."""

@@ -25,7 +25,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from analyzer.config.models import CanaryConfig
-from analyzer.judge.results import Classification, Judgement, MetricResult, Verdict
+from analyzer.judge.results import Classification, Judgement, Verdict
+from analyzer.judge.scoring import gated
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
 
 SIDES = ("canary", "baseline")
@@ -59,12 +60,6 @@ def empty_sides(series: MetricSeries | None) -> tuple[str, ...]:
     return tuple(side for side, total in zip(SIDES, events(series), strict=True) if total <= 0)
 
 
-def gated(results: tuple[MetricResult, ...]) -> list[MetricResult]:
-    """The metrics a verdict rests on: the critical ones, else every anytime-valid one."""
-    active = [r for r in results if not r.muted]
-    return [r for r in active if r.critical] or [r for r in active if r.threshold is not None]
-
-
 def _no_events_text(name: str, series: MetricSeries | None, diagnosis: Missing | None) -> str:
     if diagnosis is not None:
         return f"{name}: {diagnosis.text}"
@@ -89,7 +84,7 @@ def require_evidence(judgement: Judgement, data: Mapping[str, MetricSeries],
     if judgement.verdict == "fail":
         return judgement
     diagnoses = diagnoses or {}
-    gate = gated(judgement.metrics)
+    gate = gated([r for r in judgement.metrics if not r.muted])
     critical = [r for r in judgement.metrics if r.critical]
     if final and (not gate or (critical and all(r.muted for r in critical))):
         return replace(judgement, verdict=Verdict.INCONCLUSIVE,
