@@ -5,9 +5,13 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from analyzer.config import ConfigError, default_config, load_config, load_config_dir
+from analyzer.config.loading import parse_config
+from analyzer.judge.evaluate import judge
+from analyzer.judge.series import RatioSeries
 from analyzer.metrics.dataset import (
     DatasetError,
     dataset_to_dict,
@@ -54,6 +58,11 @@ def test_default_config_has_critical_errors_and_latency_quantiles():
     ("name: x\njudge: {nodata_grace: -1}\nmetrics:\n  - {name: a, kind: istio-error-rate}\n",
      "judge.nodata_grace"),
     ("name: x\nmetrics:\n  - {name: a, kind: istio-error-rate}\ngroups: {g: 150}\n", "groups"),
+    ("name: x\nmetrics:\n  - {name: a, kind: istio-error-rate, slo: 99.9}\n", "metrics.0.slo"),
+    ("name: x\nmetrics:\n  - {name: a, kind: istio-latency, slo: 0.99}\n",
+     "slo applies to ratio metrics"),
+    ("name: x\nmetrics:\n  - {name: a, kind: istio-error-rate, slo: 0.999,\n"
+     "      allowed_absolute_increase: 0.01}\n", "give slo or allowed_absolute_increase"),
     ("- just\n- a list\n", "must be a mapping"),
     ("name: [unclosed\n", "not valid YAML"),
 ])
@@ -64,6 +73,26 @@ def test_config_errors_name_the_file_and_key(tmp_path, text, message):
         load_config(path)
     assert str(path) in str(info.value)
     assert message in str(info.value)
+
+
+def test_slo_sets_the_absolute_margin_to_the_error_budget():
+    """A config saying ``slo: 0.999`` is judged exactly like one giving the budget itself."""
+    by_slo = parse_config({"name": "s", "metrics": [
+        {"name": "e", "kind": "istio-error-rate", "allowed_increase": 1.5, "slo": 0.999}]}, "t")
+    by_budget = parse_config({"name": "s", "metrics": [
+        {"name": "e", "kind": "istio-error-rate", "allowed_increase": 1.5,
+         "allowed_absolute_increase": 0.001}]}, "t")
+    assert by_slo.metrics[0].allowed_absolute_increase == 0.001
+    rng = np.random.default_rng(7)
+    requests = np.full(40, 3000.0)
+    data = {"e": RatioSeries(canary_num=rng.binomial(300, 0.0025, 40).astype(float),
+                             canary_den=requests / 10,
+                             baseline_num=rng.binomial(2700, 0.001, 40).astype(float),
+                             baseline_den=requests * 0.9)}
+    a, b = judge(data, by_slo, final=True), judge(data, by_budget, final=True)
+    assert a.verdict == b.verdict
+    assert a.metrics[0].to_dict() == b.metrics[0].to_dict()
+    assert "+0.1 points" in a.metrics[0].reason
 
 
 def test_config_dir_loads_every_yaml_and_keeps_default(tmp_path):

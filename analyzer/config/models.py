@@ -72,6 +72,9 @@ class MetricConfig(_Strict):
     allowed_increase: float = Field(1.0, ge=1.0, le=100.0)
     allowed_decrease: float = Field(1.0, gt=0.0, le=1.0)
     allowed_absolute_increase: float = Field(0.0, ge=0.0, lt=1.0)
+    # An availability objective (0.999 = 99.9% of requests succeed): sets the absolute
+    # allowance to the error budget, 1 − slo, when allowed_absolute_increase is not given.
+    slo: float | None = Field(None, ge=0.5, lt=1.0)
     # Deprecated (see the docstring): widens the one margin to this ratio.
     promotion_margin: float | None = Field(None, ge=1.0, le=100.0)
     critical: bool = False
@@ -88,6 +91,22 @@ class MetricConfig(_Strict):
     # mann-whitney (Kayenta NetflixACAJudge options).
     nan_strategy: Literal["remove", "replace"] = "remove"
     must_have_data: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _budget(cls, data: object) -> object:
+        """``slo`` names the allowance in the unit teams already agree on: a canary may add
+        at most one error budget of errors (burn the budget at twice the rate the objective
+        allows) before it is harm. Set before validation, so the judge sees one key."""
+        if not isinstance(data, dict) or data.get("slo") is None:
+            return data
+        if data.get("allowed_absolute_increase") is not None:
+            raise ValueError("give slo or allowed_absolute_increase, not both "
+                             "(slo sets allowed_absolute_increase to 1 - slo)")
+        slo = data["slo"]
+        if isinstance(slo, bool) or not isinstance(slo, (int, float)) or not 0.5 <= slo < 1.0:
+            return data  # the field's own validation names the error
+        return {**data, "allowed_absolute_increase": round(1.0 - float(slo), 12)}
 
     @field_validator("quantiles")
     @classmethod
@@ -124,6 +143,8 @@ class MetricConfig(_Strict):
                     raise ValueError("promql queries must contain the {selector} placeholder")
         elif self.query is not None or self.numerator is not None or self.denominator is not None:
             raise ValueError(f"kind {self.kind} is builtin and takes no query")
+        if self.slo is not None and self.resolved_type != "ratio":
+            raise ValueError("slo applies to ratio metrics (an error budget in rate points)")
         if self.allowed_absolute_increase > 0 and self.resolved_type != "ratio":
             raise ValueError("allowed_absolute_increase applies to ratio metrics (rate points)")
         if self.type is not None and self.kind in KIND_TYPE and self.type != KIND_TYPE[self.kind]:
