@@ -310,15 +310,16 @@ class RateState:
                                  - (w * e[mask]) @ softplus[mask])
 
     # ----------------------------------------------------------------- reading
-    def _log_e(self, j: int, upward: bool) -> float:
-        ratios = self.components[j, 1:] - self.components[j, 0]
-        event = float(_log_mean_exp(ratios))
+    def _log_e(self) -> np.ndarray:
+        """The four tests' log e-values (event mixture plus t-test, one t-test call)."""
+        ratios = self.components[:, 1:] - self.components[:, :1]
+        out = _log_mean_exp(ratios)
         n_t = int(self.sums["n_t"])
-        if n_t < 2:
-            return event
-        total, squares = self.t_sums[j]
-        return event + float(ttest.log_e_from_sums(n_t, np.array([total]),
-                                                   np.array([squares]), upward)[0])
+        if n_t >= 2:
+            signs = np.array([1.0 if upward else -1.0 for _, upward in _TESTS])
+            total, squares = self.t_sums[:-1, 0], self.t_sums[:-1, 1]
+            out = out + ttest.log_e_from_sums(n_t, signs * total, squares, True)
+        return out
 
     def _delta_hat(self) -> float:
         """Maximum-likelihood log ratio (±inf when one side has no events, NaN without any)."""
@@ -404,9 +405,10 @@ class RateState:
             interval = (0.0 if math.isinf(lo) else math.exp(lo),
                         math.inf if math.isinf(hi) else math.exp(hi))
         tail = self.tail
+        log_e = self._log_e()
         return RateTest(
-            log_e_increase=self._log_e(0, True), log_e_decrease=self._log_e(1, False),
-            log_e_inside_up=self._log_e(2, False), log_e_inside_down=self._log_e(3, True),
+            log_e_increase=float(log_e[0]), log_e_decrease=float(log_e[1]),
+            log_e_inside_up=float(log_e[2]), log_e_inside_down=float(log_e[3]),
             estimate=estimate, interval=interval, tau2=float(self.last["tau2"]),
             canary_events=c_events, baseline_events=b_events,
             margin_up=float(self.last["up_fail"]) if n else cfg["allowed_increase"],
