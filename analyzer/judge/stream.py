@@ -58,6 +58,11 @@ class _Ratio:
             self.totals[i] += float(np.sum(part))
         self.test.extend(SplitData.from_counts(*parts))
 
+    def copy(self) -> _Ratio:
+        other = _Ratio.__new__(_Ratio)
+        other.test, other.totals = self.test.copy(), list(self.totals)
+        return other
+
     def summary(self) -> RatioSeries:
         return RatioSeries(*(np.array([t]) for t in self.totals))
 
@@ -80,6 +85,11 @@ class _Histogram:
     def extend(self, series: HistogramSeries) -> None:
         self.unit = series.unit
         self.test.extend(series.le, series.canary, series.baseline)
+
+    def copy(self) -> _Histogram:
+        other = _Histogram.__new__(_Histogram)
+        other.test, other.unit = self.test.copy(), self.unit
+        return other
 
     def summary(self) -> HistogramSeries:
         test = self.test
@@ -106,6 +116,11 @@ class _Gauge:
     def extend(self, series: GaugeSeries) -> None:
         self.canary += [float(x) for x in series.canary]
         self.baseline += [float(x) for x in series.baseline]
+
+    def copy(self) -> _Gauge:
+        other = _Gauge.__new__(_Gauge)
+        other.canary, other.baseline = list(self.canary), list(self.baseline)
+        return other
 
     def summary(self) -> GaugeSeries:
         return GaugeSeries(np.array(self.canary, dtype=float),
@@ -251,7 +266,13 @@ class JudgeState:
 
     def copy(self) -> JudgeState:
         """An independent copy (e.g. to judge provisional intervals without keeping them)."""
-        return JudgeState.from_dict(self.to_dict(), self.config)
+        other = JudgeState(self.config)
+        other.states = {name: state.copy() for name, state in self.states.items()}
+        other.counts = dict(self.counts)
+        other.broken = dict(self.broken)
+        other.traffic = self.traffic.copy()
+        other.traffic_source = self.traffic_source
+        return other
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot; ``from_dict`` with the same config continues it."""
