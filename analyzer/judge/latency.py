@@ -39,7 +39,7 @@ from analyzer.judge.ratestate import RateState
 # Thresholds are fixed once, at the first interval by which the baseline has served this many
 # requests (from the baseline's histogram up to that interval): a threshold that moved with
 # the data would change every earlier interval's evidence.
-FIX_REQUESTS = 1000
+FIX_REQUESTS = 500
 # A quantile label for the threshold at the first bucket bound above everything the baseline
 # showed when the thresholds were fixed: a tail the baseline never had is tested directly.
 NEW_TAIL = 1.0

@@ -203,9 +203,11 @@ class JudgeState:
                 self.broken[metric.name] = f"{type(exc).__name__}: {exc}"
         source = self._source(chunk)
         series = None if source is None else chunk.get(source)
-        if series is None or len(series) == 0:
+        if series is None:
             return
-        self.traffic_source = source
+        self.traffic_source = source  # an empty series still says whose requests count
+        if len(series) == 0:
+            return
         if isinstance(series, RatioSeries):
             nc, nb = series.canary_den, series.baseline_den
         else:
