@@ -60,6 +60,7 @@ _COMPONENTS = np.concatenate(([0.0], OFFSETS))
 # The four tests: (margin, direction). up_fail: harm up; down: harm down; up_gate: inside up;
 # down_gate: inside down.
 _TESTS = (("up_fail", True), ("down", False), ("up_gate", False), ("down_gate", True))
+_SIGNS = np.array([1.0 if upward else -1.0 for _, upward in _TESTS])
 _SUMS = ("n", "n_t", "up", "down", "excess", "scale", "events", "requests", "c", "nc",
          "b", "nb", "b2", "bnb", "nb2", "share")
 VERSION = 1
@@ -281,14 +282,15 @@ class RateState:
 
     def _fold_events(self, data: SplitData, shifts: dict[str, np.ndarray],
                      temper: np.ndarray, rows: np.ndarray) -> None:
+        """Add the event-level intervals' tempered log-likelihoods, per test and component."""
         c, e = data.canary[rows], data.events[rows]
-        base = data.logit_share[rows]
         weight = 1.0 / temper[rows]
-        for j, (name, upward) in enumerate(_TESTS):
-            sign = 1.0 if upward else -1.0
-            x = (base + shifts[name][rows])[:, None] + sign * _COMPONENTS[None, :]
-            ll = -(c[:, None] * np.logaddexp(0.0, -x) + (e - c)[:, None] * np.logaddexp(0.0, x))
-            self.components[j] += (ll * weight[:, None]).sum(axis=0)
+        centre = data.logit_share[rows][None, :] + np.stack(
+            [shifts[name][rows] for name, _ in _TESTS])
+        x = centre[:, :, None] + _SIGNS[:, None, None] * _COMPONENTS[None, None, :]
+        ll = -(c[None, :, None] * np.logaddexp(0.0, -x)
+               + (e - c)[None, :, None] * np.logaddexp(0.0, x))
+        self.components += (ll * weight[None, :, None]).sum(axis=1)
 
     def _fold_grid(self, data: SplitData, temper: np.ndarray, events: np.ndarray) -> None:
         """Σ over intervals of (c·x − e·softplus(x)) / temper at x = logit share + grid."""
@@ -316,9 +318,8 @@ class RateState:
         out = _log_mean_exp(ratios)
         n_t = int(self.sums["n_t"])
         if n_t >= 2:
-            signs = np.array([1.0 if upward else -1.0 for _, upward in _TESTS])
             total, squares = self.t_sums[:-1, 0], self.t_sums[:-1, 1]
-            out = out + ttest.log_e_from_sums(n_t, signs * total, squares, True)
+            out = out + ttest.log_e_from_sums(n_t, _SIGNS * total, squares, True)
         return out
 
     def _delta_hat(self) -> float:
@@ -358,7 +359,7 @@ class RateState:
 
     def _bound(self, log_k: float, start: float, upward: bool) -> float:
         """Edge of the confidence sequence on the grid: a coarse search outward from the
-        estimate, then every grid null inside the bracket, interpolated linearly."""
+        estimate, then up to 9 grid nulls inside the bracket, interpolated linearly."""
         sign = -1 if upward else 1
         lo, hi = int(_CENTRAL[0]), int(_CENTRAL[-1])
         centre = int(np.clip(round(start / GRID_STEP) + _PAD + _REACH, lo, hi))
@@ -372,7 +373,9 @@ class RateState:
         i = int(hits[0])
         if i == 0:
             return float(GRID[coarse[0]])
-        fine = np.arange(coarse[i - 1], coarse[i] + sign, sign)
+        # Up to 9 grid nulls across the bracket (as many as the report's precision needs).
+        fine = np.unique(np.round(np.linspace(coarse[i - 1], coarse[i], 9)).astype(int))
+        fine = fine[::sign]
         v = self._cs_values(fine, upward, log_k)
         j = int(np.nonzero(v >= 0)[0][0])
         a, b = float(GRID[fine[j - 1]]), float(GRID[fine[j]])
