@@ -112,10 +112,12 @@ def test_benchmark_corpus_sample_equal_at_every_look() -> None:
         _check(sim.dataset, seed=i, every=3)
 
 
-def test_a_state_refuses_another_version() -> None:
+def test_a_state_refuses_another_version_or_config() -> None:
     dataset = read_dataset(EXAMPLES / "healthy.json")
     config = config_for_dataset(dataset)
     stored = JudgeState(config).to_dict()
+    with pytest.raises(ValueError, match="another config"):
+        JudgeState.from_dict(stored, config.model_copy(update={"name": "other"}))
     stored["version"] = 99
     with pytest.raises(ValueError, match="version"):
         JudgeState.from_dict(stored, config)

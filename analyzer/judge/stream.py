@@ -14,6 +14,7 @@ saving it; replay extends one state look by look.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Mapping
@@ -278,7 +279,7 @@ class JudgeState:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot; ``from_dict`` with the same config continues it."""
-        return {"version": VERSION, "config": self.config.name,
+        return {"version": VERSION, "config": config_digest(self.config),
                 "metrics": {name: {"type": type_of(state), **state.to_dict()}
                             for name, state in self.states.items()},
                 "counts": dict(self.counts), "broken": dict(self.broken),
@@ -289,6 +290,9 @@ class JudgeState:
         if data.get("version") != VERSION:
             raise ValueError(f"judge state version {data.get('version')!r}: this judge "
                              f"reads version {VERSION}")
+        if data.get("config") != config_digest(config):
+            raise ValueError("judge state was made under another config: judge the analysis "
+                             "afresh")
         state = cls(config)
         for name, stored in data["metrics"].items():
             metric = config.metric(name)
@@ -302,6 +306,11 @@ class JudgeState:
         state.traffic = TrafficState.from_dict(data["traffic"])
         state.traffic_source = data["traffic_source"]
         return state
+
+
+def config_digest(config: CanaryConfig) -> str:
+    """A short fingerprint of the config: a state is only continued under the same one."""
+    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
 
 
 def type_of(state: _Ratio | _Histogram | _Gauge) -> str:
