@@ -135,3 +135,36 @@ def test_thresholds_stay_fixed_and_include_a_new_tail() -> None:
     state.extend(*_chunk(dataset, 1, len(dataset)))
     assert latency.thresholds == first
     assert any(q == 1.0 for q, _ in first)
+
+
+def test_a_tail_the_baseline_never_had_is_tested_directly() -> None:
+    """Baseline requests all at or below 250 ms; the canary sends 2% of its requests to
+    500 ms. The threshold at the first bound above the baseline's slowest request (250 ms)
+    sees only canary requests beyond it and carries the failure (issue: new tails)."""
+    from analyzer.config import default_config
+    from analyzer.judge.series import HistogramSeries
+
+    le = np.array([0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+                   60000, 300000, 600000, 1800000, 3600000, math.inf])
+    base = np.zeros(len(le))
+    base[[4, 5, 6, 7]] = [0.5, 0.3, 0.15, 0.05]
+    slow = base * 0.98
+    slow[8] = 0.02
+    rng = np.random.default_rng(5)
+    n = 20
+    canary = np.array([rng.multinomial(1500, slow) for _ in range(n)], dtype=float)
+    baseline = np.array([rng.multinomial(1500, base) for _ in range(n)], dtype=float)
+    config = default_config()
+    config = config.model_copy(update={"metrics": tuple(
+        m for m in config.metrics if m.name == "latency")})
+    state = JudgeState(config)
+    for t in range(n):
+        state.extend({"latency": HistogramSeries(le, canary[t:t + 1], baseline[t:t + 1])})
+        judgement = state.judgement(intervals=True)
+        if judgement.verdict == "fail":
+            break
+    assert judgement.verdict == "fail", judgement.reason
+    result = judgement.metrics[0]
+    tail = [d for d in result.details if d["quantile"] == 1.0]
+    assert [d["bound"] for d in tail] == [250.0]
+    assert tail[0]["e_value"] == max(d["e_value"] for d in result.details)
