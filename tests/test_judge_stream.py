@@ -73,7 +73,9 @@ def _looks(dataset: Dataset, config: CanaryConfig, sizes: list[int], *,
         stop = min(start + size, len(dataset))
         chunk, weights = _chunk(dataset, start, stop)
         if round_trip:  # what the live service stores per session, through real JSON
-            state = JudgeState.from_dict(json.loads(json.dumps(state.to_dict())), config)
+            # Strict JSON (no NaN/Infinity): PostgreSQL's jsonb would refuse them.
+            stored = json.dumps(state.to_dict(), allow_nan=False)
+            state = JudgeState.from_dict(json.loads(stored), config)
             scratch = state.copy()  # a provisional look on a copy must not touch the state
             scratch.extend(chunk, weights=weights)
         state.extend(chunk, weights=weights)

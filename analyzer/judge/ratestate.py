@@ -222,21 +222,10 @@ class RateState:
         gate_up = given("gate_up", cfg["gate_increase"] or cfg["allowed_increase"])
         if cfg["absolute_increase"] > 0 and cfg["requests"]:
             up, gate_up = self._absolute(data, np.exp(up), np.exp(gate_up))
-        elif cfg["requests"] and data.has_requests:
-            self._carry_baseline(data)
         return {"up_fail": up, "down": given("down", cfg["allowed_decrease"]),
                 "up_gate": gate_up,
                 "down_gate": given("gate_down", cfg["gate_decrease"]
                                    or cfg["allowed_decrease"])}
-
-    def _carry_baseline(self, data: SplitData) -> None:
-        s = self.sums
-        b, nb = data.baseline, data.requests[1]
-        s["b"] += float(b.sum())
-        s["nb"] += float(nb.sum())
-        s["b2"] += float((b * b).sum())
-        s["bnb"] += float((b * nb).sum())
-        s["nb2"] += float((nb * nb).sum())
 
     def _absolute(self, data: SplitData, ratio: np.ndarray, gate_ratio: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
