@@ -9,7 +9,18 @@ and keep their samples.
 
 The live service keeps one state per analysis session (``to_dict``/``from_dict``, so any
 replica continues it) and judges a ``copy()`` extended by provisional intervals without
-saving it; replay extends one state look by look.
+saving it; replay extends one state look by look::
+
+    state = JudgeState(config)                        # or JudgeState.from_dict(stored, config)
+    state.extend(closed_intervals, weights=weights)   # metric name → series of the new intervals
+    look = state.copy()                               # provisional: not kept
+    look.extend(provisional_tail, weights=tail_weights)
+    judgement = look.judgement(final=final, intervals=True, data_seconds=seconds,
+                               recent_weights_only=True, diagnoses=diagnoses)
+    stored = state.to_dict()                          # strict JSON, ~150 KiB, any window
+
+``from_dict`` refuses a state of another version or made under another config (then judge
+the session afresh from its intervals).
 """
 
 from __future__ import annotations
