@@ -331,44 +331,60 @@ class RateState:
         step = 0.0 if curve >= 0 else 0.5 * (left - right) / curve
         return float(GRID[_CENTRAL[i]] + step * GRID_STEP)
 
-    def _cs_values(self, nulls: np.ndarray, upward: bool, log_k: float) -> np.ndarray:
-        """Log e-value minus log_k for the grid nulls at indices ``nulls`` (into GRID)."""
+    def _cs_values(self, groups: list[tuple[np.ndarray, bool]], log_k: float
+                   ) -> list[np.ndarray]:
+        """Log e-value minus log_k at grid nulls (indices into GRID), for groups of nulls
+        each tested upward or downward; one t-test call for all of them."""
         assert self.grid_events is not None
-        sign = 1 if upward else -1
         ll = self.grid_events
-        alternatives = ll[nulls[:, None] + sign * _STEPS[None, :]] - ll[nulls][:, None]
-        values = _log_mean_exp(alternatives)
+        values = []
+        for nulls, upward in groups:
+            sign = 1 if upward else -1
+            alternatives = ll[nulls[:, None] + sign * _STEPS[None, :]] - ll[nulls][:, None]
+            values.append(_log_mean_exp(alternatives) - log_k)
         n_t = int(self.sums["n_t"])
-        if n_t >= 2:
-            total, squares = self.t_sums[-1]
-            nu = GRID[nulls]
-            values = values + ttest.log_e_from_sums(
-                n_t, total - n_t * nu, squares - 2 * nu * total + n_t * nu * nu, upward)
-        return values - log_k
+        if n_t < 2:
+            return values
+        total, squares = self.t_sums[-1]
+        nu = np.concatenate([GRID[nulls] for nulls, _ in groups])
+        signs = np.concatenate([np.full(len(nulls), 1.0 if upward else -1.0)
+                                for nulls, upward in groups])
+        t_part = ttest.log_e_from_sums(n_t, signs * (total - n_t * nu),
+                                       squares - 2 * nu * total + n_t * nu * nu, True)
+        cuts = np.cumsum([len(nulls) for nulls, _ in groups])[:-1]
+        return [v + t for v, t in zip(values, np.split(t_part, cuts), strict=True)]
 
-    def _bound(self, log_k: float, start: float, upward: bool) -> float:
-        """Edge of the confidence sequence on the grid: a coarse search outward from the
-        estimate, then up to 9 grid nulls inside the bracket, interpolated linearly."""
-        sign = -1 if upward else 1
+    def _edges(self, log_k: float, start: float) -> tuple[float, float]:
+        """Edges (log ratios) of the confidence sequence on the grid: a coarse search outward
+        from the estimate on each side, then up to 9 grid nulls inside each bracket,
+        interpolated linearly; ±inf where the grid's reach excludes nothing."""
         lo, hi = int(_CENTRAL[0]), int(_CENTRAL[-1])
         centre = int(np.clip(round(start / GRID_STEP) + _PAD + _REACH, lo, hi))
         jumps = np.unique(np.round(np.geomspace(0.03, 2 * GRID_REACH, 15) / GRID_STEP))
-        coarse = np.unique(np.clip(centre + sign * np.concatenate(([0], jumps)).astype(int),
-                                   lo, hi))
-        coarse = coarse[::sign]  # outward from the centre
-        hits = np.nonzero(self._cs_values(coarse, upward, log_k) >= 0)[0]
-        if len(hits) == 0:
-            return sign * math.inf
-        i = int(hits[0])
-        if i == 0:
-            return float(GRID[coarse[0]])
-        # Up to 9 grid nulls across the bracket (as many as the report's precision needs).
-        fine = np.unique(np.round(np.linspace(coarse[i - 1], coarse[i], 9)).astype(int))
-        fine = fine[::sign]
-        v = self._cs_values(fine, upward, log_k)
-        j = int(np.nonzero(v >= 0)[0][0])
-        a, b = float(GRID[fine[j - 1]]), float(GRID[fine[j]])
-        return a + (b - a) * (-v[j - 1]) / (v[j] - v[j - 1])
+        steps = np.concatenate(([0], jumps)).astype(int)
+        sides = {True: -1, False: 1}  # the upward test gives the lower edge
+        coarse = {up: np.unique(np.clip(centre + sign * steps, lo, hi))[::sign]
+                  for up, sign in sides.items()}  # outward from the centre
+        edges: dict[bool, float] = {}
+        fine: dict[bool, np.ndarray] = {}
+        values = self._cs_values([(coarse[up], up) for up in sides], log_k)
+        for (up, sign), v in zip(sides.items(), values, strict=True):
+            hits = np.nonzero(v >= 0)[0]
+            if len(hits) == 0:
+                edges[up] = sign * math.inf
+            elif hits[0] == 0:
+                edges[up] = float(GRID[coarse[up][0]])
+            else:
+                i = int(hits[0])
+                inside = np.linspace(coarse[up][i - 1], coarse[up][i], 9)
+                fine[up] = np.unique(np.round(inside).astype(int))[::sign]
+        if fine:
+            values = self._cs_values([(nulls, up) for up, nulls in fine.items()], log_k)
+            for (up, nulls), v in zip(fine.items(), values, strict=True):
+                j = int(np.nonzero(v >= 0)[0][0])
+                a, b = float(GRID[nulls[j - 1]]), float(GRID[nulls[j]])
+                edges[up] = a + (b - a) * (-v[j - 1]) / (v[j] - v[j - 1])
+        return edges[True], edges[False]
 
     def result(self, interval_log_k: float | None = None) -> RateTest:
         """The test on every interval so far; ``interval_log_k`` asks for the confidence
@@ -392,8 +408,7 @@ class RateState:
         if interval_log_k is not None and n and self.grid_events is not None:
             centre = 0.0 if math.isnan(delta_hat) else float(
                 np.clip(delta_hat, -GRID_REACH, GRID_REACH))
-            lo = self._bound(interval_log_k, centre, upward=True)
-            hi = self._bound(interval_log_k, centre, upward=False)
+            lo, hi = self._edges(interval_log_k, centre)
             interval = (0.0 if math.isinf(lo) else math.exp(lo),
                         math.inf if math.isinf(hi) else math.exp(hi))
         tail = self.tail
