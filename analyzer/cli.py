@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from analyzer import progress
 from analyzer.config import CanaryConfig, load_config
 from analyzer.errors import AnalyzerError, InputError, UnavailableError
 from analyzer.logs import LOG_FORMATS
@@ -60,7 +61,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _config(args.config)
     datasets = load_datasets([Path(p) for p in args.datasets])
     for dataset in datasets:
-        result = replay_dataset(dataset, config)
+        with progress.looks(len(dataset), f"replay {dataset.name}",
+                            progress.wanted(args.json)) as on_look:
+            result = replay_dataset(dataset, config, on_look)
         if args.json:
             print(json.dumps(result.to_json(), separators=(",", ":")), flush=True)
         else:
@@ -103,7 +106,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     paths = dataset_paths(directory)
     if not paths:
         raise UsageError(f"{directory}: no *.json datasets")
-    results = [replay_dataset(d, config) for d in load_datasets(paths)]
+    datasets = load_datasets(paths)
+    with progress.looks(sum(len(d) for d in datasets), f"backtest {len(datasets)} datasets",
+                        progress.wanted(args.json)) as on_look:
+        results = [replay_dataset(d, config, on_look) for d in datasets]
     summary = backtest_summary(results)
     if args.json:
         print(json.dumps({"summary": summary,

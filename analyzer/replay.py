@@ -2,14 +2,16 @@
 
 Each dataset is judged once per interval on all data from its start up to that interval;
 the first ``fail`` ends it (the rollout would have aborted there), and if it never fails the
-last evaluation is the promotion gate (``final``). The live service runs the same
-``analyzer.judge.evaluate.judge`` on the same arrays, which is what makes a backtest a fair
-preview of a config.
+last evaluation is the promotion gate (``final``). Each look extends one running judge state
+(``analyzer.judge.stream.JudgeState``) by its interval, so a replay costs time linear in its
+length; the live service carries the same state from call to call, which is what makes a
+backtest a fair preview of a config.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,8 @@ import numpy as np
 
 from analyzer.config import CanaryConfig, default_config
 from analyzer.config.models import MetricConfig
-from analyzer.judge.evaluate import judge
 from analyzer.judge.results import Judgement
+from analyzer.judge.stream import JudgeState
 from analyzer.metrics.dataset import Dataset, read_dataset
 
 # Group weights for configs derived from a dataset's metric types (no --config given).
@@ -84,25 +86,29 @@ def config_for_dataset(dataset: Dataset) -> CanaryConfig:
                         groups=weights)
 
 
-def replay_dataset(dataset: Dataset, config: CanaryConfig | None = None) -> ReplayResult:
+def replay_dataset(dataset: Dataset, config: CanaryConfig | None = None,
+                   on_look: Callable[[], None] | None = None) -> ReplayResult:
+    """Judge ``dataset`` look by look; ``on_look`` is called after each (progress)."""
     config = config or config_for_dataset(dataset)
     evaluations: list[Evaluation] = []
     first_fail = None
     last: Judgement | None = None
+    state = JudgeState(config)
     n = len(dataset)
     for t in range(1, n + 1):
-        window = dataset.head(t)
+        weights = None if dataset.canary_weight is None else dataset.canary_weight[t - 1:t]
+        state.extend({name: series.window(t - 1, t)
+                      for name, series in dataset.metrics.items()}, weights=weights)
         final = t == n
-        last = judge(window.metrics, config, final=final, intervals=final,
-                     data_seconds=float(dataset.timestamps[t - 1]),
-                     weights=window.canary_weight)
         at = float(dataset.timestamps[t - 1])
+        last = state.judgement(final=final, intervals=final, data_seconds=at)
+        if on_look is not None:
+            on_look()
         evaluations.append(Evaluation(at, last.verdict, last.score))
         if last.verdict == "fail":
             first_fail = at
             if not final:  # the report of the failing look carries its intervals too
-                last = judge(window.metrics, config, final=False, intervals=True,
-                             data_seconds=at, weights=window.canary_weight)
+                last = state.judgement(final=False, intervals=True, data_seconds=at)
             break
     assert last is not None  # datasets have at least one interval
     return ReplayResult(dataset.name, last.verdict, first_fail, evaluations, last,

@@ -22,14 +22,12 @@ import numpy as np
 from analyzer.config.models import CanaryConfig, MetricConfig
 from analyzer.errors import InputError
 from analyzer.judge import mannwhitney
-from analyzer.judge.evidence import Missing, require_evidence
-from analyzer.judge.latency import LatencyTest, latency_test, quantile_from_buckets
+from analyzer.judge.evidence import Missing
+from analyzer.judge.latency import LatencyTest, quantile_from_buckets
 from analyzer.judge.merge import closed_rejections
-from analyzer.judge.rate import RateTest, SplitData, gate_needs, rate_test
+from analyzer.judge.rate import RateTest, gate_needs
 from analyzer.judge.results import Classification, Judgement, MetricResult, SideSummary
-from analyzer.judge.scoring import decide
-from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
-from analyzer.judge.traffic import check_split
+from analyzer.judge.series import GaugeSeries, MetricSeries
 
 log = logging.getLogger("analyzer.judge")
 _LOG_E_CAP = 700.0  # exp() of more overflows a float; such evidence is reported as 1e300+
@@ -161,22 +159,18 @@ def _evidence(test: RateTest) -> dict:
             "margin_ratio": round(test.margin_up, 4)}
 
 
-def judge_ratio(metric: MetricConfig, series: RatioSeries, *, log_threshold: float,
-                log_level: float, intervals: bool,
-                interval_seconds: float | None = None) -> MetricResult:
-    data = SplitData.from_counts(series.canary_num, series.canary_den,
-                                 series.baseline_num, series.baseline_den)
-    test = rate_test(data, allowed_increase=metric.margin_increase,
-                     allowed_decrease=metric.margin_decrease,
-                     absolute_increase=metric.allowed_absolute_increase,
-                     interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
-    nc, nb = float(series.canary_den.sum()), float(series.baseline_den.sum())
-    canary = SideSummary(nc, float(series.canary_num.sum()) / nc if nc else None)
-    baseline = SideSummary(nb, float(series.baseline_num.sum()) / nb if nb else None)
+def ratio_result(metric: MetricConfig, test: RateTest, totals: tuple[float, ...], *,
+                 log_threshold: float, log_level: float,
+                 interval_seconds: float | None = None) -> MetricResult:
+    """A ratio metric's result from its rate test and its totals (canary events, canary
+    requests, baseline events, baseline requests)."""
+    c_num, nc, b_num, nb = totals
+    canary = SideSummary(nc, c_num / nc if nc else None)
+    baseline = SideSummary(nb, b_num / nb if nb else None)
     within = _within(metric, test.log_e_inside_up, test.log_e_inside_down, log_level)
     gate = None
     if metric.direction != "decrease":
-        gate = _gate(gate_needs(data, test, log_level), "canary errors", interval_seconds)
+        gate = _gate(gate_needs(test, log_level), "canary errors", interval_seconds)
     return _sequential_result(
         metric, log_up=test.log_e_increase, log_down=test.log_e_decrease, within=within,
         enough=min(nc, nb) >= metric.min_count, effect=test.estimate, interval=test.interval,
@@ -192,19 +186,14 @@ def _latency_details(test: LatencyTest) -> tuple[dict, ...]:
                   "baseline_quantile": t.baseline_quantile} for t in test.thresholds)
 
 
-def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_threshold: float,
-                    log_level: float, intervals: bool,
-                    interval_seconds: float | None = None) -> MetricResult:
-    test = latency_test(series.le, series.canary, series.baseline, quantiles=metric.quantiles,
-                        allowed_increase=metric.margin_increase,
-                        allowed_decrease=metric.margin_decrease,
-                        direction=metric.direction,
-                        interval_log_k=(log_threshold + math.log(2.0)) if intervals else None)
+def histogram_result(metric: MetricConfig, test: LatencyTest, le: np.ndarray,
+                     pooled: tuple[np.ndarray, np.ndarray], *, log_threshold: float,
+                     log_level: float, interval_seconds: float | None = None) -> MetricResult:
+    """A latency metric's result from its test and the pooled bucket counts per side."""
     top_q = max(metric.quantiles)
-    canary = SideSummary(float(test.canary_count), quantile_from_buckets(
-        series.le, series.canary.sum(axis=0), top_q))
-    baseline = SideSummary(float(test.baseline_count), quantile_from_buckets(
-        series.le, series.baseline.sum(axis=0), top_q))
+    canary = SideSummary(float(test.canary_count), quantile_from_buckets(le, pooled[0], top_q))
+    baseline = SideSummary(float(test.baseline_count),
+                           quantile_from_buckets(le, pooled[1], top_q))
     effect = None if test.reported is None else test.reported.effect
     interval = None if test.reported is None else test.reported.interval
     within = bool(test.thresholds) and all(
@@ -217,7 +206,7 @@ def judge_histogram(metric: MetricConfig, series: HistogramSeries, *, log_thresh
         weakest = min(test.thresholds, key=lambda t: t.rate.log_e_inside_up)
         evidence = _evidence(weakest.rate)
         if metric.direction != "decrease":
-            gate = _gate(gate_needs(weakest.data, weakest.rate, log_level),
+            gate = _gate(gate_needs(weakest.rate, log_level),
                          f"canary requests slower than {weakest.bound:g}", interval_seconds)
     return _sequential_result(
         metric, log_up=test.log_e_increase, log_down=test.log_e_decrease, within=within,
@@ -248,7 +237,7 @@ def judge_gauge(metric: MetricConfig, series: GaugeSeries) -> MetricResult:
         counts_as_failure=outcome.classification == "nodata-fail")
 
 
-def _missing(metric: MetricConfig) -> MetricResult:
+def missing_result(metric: MetricConfig) -> MetricResult:
     empty = SideSummary(0.0, None)
     return MetricResult(
         name=metric.name, classification=Classification.NODATA, critical=metric.critical,
@@ -260,50 +249,22 @@ def _missing(metric: MetricConfig) -> MetricResult:
         counts_as_failure=metric.must_have_data and not metric.critical)
 
 
-def _broken(metric: MetricConfig, exc: Exception) -> MetricResult:
+def broken_result(metric: MetricConfig, error: str) -> MetricResult:
+    """The ``error`` result of a metric whose statistics raised (``error``: type and text)."""
     empty = SideSummary(0.0, None)
     return MetricResult(
         name=metric.name, classification=Classification.ERROR, critical=metric.critical,
         direction=metric.direction, test=metric.resolved_test, canary=empty, baseline=empty,
         effect=None, interval=None, e_value=None, threshold=None, allowed=_allowed(metric),
         promotion_margin=metric.resolved_promotion_margin, within_margin=False,
-        reason=f"the {metric.resolved_test} test failed on this data: "
-               f"{type(exc).__name__}: {exc}"[:300],
+        reason=f"the {metric.resolved_test} test failed on this data: {error}"[:300],
         group=metric.resolved_group, muted=metric.muted)
 
 
-def _isolated(metric: MetricConfig, series: MetricSeries | None, config: CanaryConfig, *,
-              intervals: bool, interval_seconds: float | None) -> MetricResult:
-    """One metric's result, or its ``error`` result when its statistics raise: one metric's
-    numerical trouble must not take the other metrics (or the service) down with it."""
-    try:
-        return judge_metric(metric, series, config, intervals=intervals,
-                            interval_seconds=interval_seconds)
-    except JudgeInputError:
-        raise
-    except Exception as exc:
-        log.exception("metric %s: the %s test raised", metric.name, metric.resolved_test)
-        return _broken(metric, exc)
-
-
-def judge_metric(metric: MetricConfig, series: MetricSeries | None, config: CanaryConfig, *,
-                 intervals: bool = True, interval_seconds: float | None = None) -> MetricResult:
-    if series is None or len(series) == 0:
-        return _missing(metric)
-    if series.type != metric.resolved_type:
-        raise JudgeInputError(f"metric {metric.name!r}: config expects {metric.resolved_type} "
-                              f"data, got {series.type}")
+def log_levels(config: CanaryConfig) -> tuple[float, float]:
+    """(log fail threshold ``M/alpha``, log gate level ``1/alpha``)."""
     alpha = config.judge.alpha
-    log_threshold = math.log(max(config.sequential_count, 1) / alpha)
-    log_level = math.log(1.0 / alpha)
-    if isinstance(series, RatioSeries):
-        return judge_ratio(metric, series, log_threshold=log_threshold, log_level=log_level,
-                           intervals=intervals, interval_seconds=interval_seconds)
-    if isinstance(series, HistogramSeries):
-        return judge_histogram(metric, series, log_threshold=log_threshold,
-                               log_level=log_level, intervals=intervals,
-                               interval_seconds=interval_seconds)
-    return judge_gauge(metric, series)
+    return math.log(max(config.sequential_count, 1) / alpha), math.log(1.0 / alpha)
 
 
 def attribute(results: list[MetricResult], config: CanaryConfig) -> list[MetricResult]:
@@ -330,47 +291,23 @@ def attribute(results: list[MetricResult], config: CanaryConfig) -> list[MetricR
     return out
 
 
-def requests_per_side(data: Mapping[str, MetricSeries],
-                      config: CanaryConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """Requests per interval and side, from the first request-counting metric with data."""
-    for metric in config.metrics:
-        series = data.get(metric.name)
-        if isinstance(series, RatioSeries) and metric.kind != "promql":
-            return series.canary_den, series.baseline_den
-    for metric in config.metrics:
-        series = data.get(metric.name)
-        if isinstance(series, HistogramSeries):
-            return series.canary.sum(axis=1), series.baseline.sum(axis=1)
-    return None
-
-
 def judge(data: Mapping[str, MetricSeries], config: CanaryConfig, *, final: bool = False,
           intervals: bool = True, data_seconds: float | None = None,
           weights: np.ndarray | None = None, recent_weights_only: bool = False,
           diagnoses: Mapping[str, Missing] | None = None) -> Judgement:
     """Judge every metric of ``config`` on ``data`` (metric name → per-interval series).
 
-    ``intervals=False`` skips the confidence sequences, which only the report needs; replay
-    uses it for the looks in between. ``weights`` (percent per interval, NaN unknown) turns
-    on the traffic-split check; ``recent_weights_only`` says only the last value is the
-    weight really in force (the live service knows the current weight, not its history).
-    ``diagnoses`` (metric → why it has no data) goes into the no-evidence reason.
+    The whole window is folded into a fresh ``analyzer.judge.stream.JudgeState`` in one
+    chunk: the same computation the live service and replay carry on look by look.
+    ``intervals=False`` skips the confidence sequences, which only the report needs.
+    ``weights`` (percent per interval, NaN unknown) turns on the traffic-split check;
+    ``recent_weights_only`` says only the last value is the weight really in force (the live
+    service knows the current weight, not its history). ``diagnoses`` (metric → why it has
+    no data) goes into the no-evidence reason.
     """
-    def seconds(series: MetricSeries | None) -> float | None:
-        if data_seconds is None or series is None or len(series) == 0:
-            return None
-        return data_seconds / len(series)
+    from analyzer.judge.stream import JudgeState
 
-    results = [_isolated(m, data.get(m.name), config, intervals=intervals,
-                         interval_seconds=seconds(data.get(m.name)))
-               for m in config.metrics]
-    results = attribute(results, config)
-    traffic = None
-    sides = requests_per_side(data, config)
-    if sides is not None:
-        traffic = check_split(sides[0], sides[1], weights, alpha=config.judge.alpha,
-                              recent_only=recent_weights_only)
-    judgement = decide(results, config, final=final, data_seconds=data_seconds, traffic=traffic)
-    looks = max((len(series) for series in data.values()), default=0)
-    return require_evidence(judgement, data, config, intervals=looks, final=final,
-                            diagnoses=diagnoses)
+    state = JudgeState(config)
+    state.extend(data, weights=weights)
+    return state.judgement(final=final, intervals=intervals, data_seconds=data_seconds,
+                           recent_weights_only=recent_weights_only, diagnoses=diagnoses)

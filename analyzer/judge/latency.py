@@ -28,11 +28,21 @@ is an e-process), so testing several quantiles costs no extra alpha.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from analyzer.judge.rate import RateTest, SplitData, rate_test
+from analyzer.judge.rate import MAX_ABSOLUTE_RATIO, RateTest, SplitData
+from analyzer.judge.ratestate import RateState
+
+# Thresholds are fixed once, at the first interval by which the baseline has served this many
+# requests (from the baseline's histogram up to that interval): a threshold that moved with
+# the data would change every earlier interval's evidence.
+FIX_REQUESTS = 500
+# A quantile label for the threshold at the first bucket bound above everything the baseline
+# showed when the thresholds were fixed: a tail the baseline never had is tested directly.
+NEW_TAIL = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,6 @@ class ThresholdTest:
     interval: tuple[float, float] | None  # as latency ratios
     canary_quantile: float | None
     baseline_quantile: float | None
-    data: SplitData = field(repr=False)
-    margins: tuple[float, float]  # exceedance-ratio margins (up, down) for this bound
 
 
 @dataclass(frozen=True)
@@ -127,18 +135,6 @@ def _inverse_survival(le: np.ndarray, counts: np.ndarray, target: float) -> floa
     return math.exp((1.0 - f) * math.log(lower_x) + f * math.log(upper_x))
 
 
-def _survival_bracket(le: np.ndarray, counts: np.ndarray, x: float) -> tuple[float, float]:
-    """Survival at the bucket bounds at or above and at or below ``x``: S_b(x) lies between
-    them whatever the shape inside the bucket."""
-    surv = np.concatenate(([1.0], _survival_at_bounds(le, counts)[:-1]))
-    bounds = np.concatenate(([0.0], le[:-1]))
-    below = int(np.searchsorted(bounds, x, side="right")) - 1
-    above = int(np.searchsorted(bounds, x, side="left"))
-    upper = float(surv[below])
-    lower = float(surv[above]) if above < len(bounds) else 0.0
-    return lower, upper
-
-
 def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
                            exceedance_ratio: float) -> float:
     """Latency ratio a with S_b(bound / a) = exceedance_ratio · S_b(bound)."""
@@ -155,8 +151,11 @@ def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
 
 def _thresholds(le: np.ndarray, baseline: np.ndarray,
                 quantiles: tuple[float, ...]) -> list[tuple[float, int]]:
-    """(quantile, bucket index) pairs: the bounds just below and above each baseline quantile."""
-    cumulative = np.cumsum(baseline) / baseline.sum()
+    """(quantile, bucket index) pairs: the bounds just below and above each baseline
+    quantile, and the first bound at or above the baseline's largest request (``NEW_TAIL``)."""
+    counts = np.cumsum(baseline)
+    total = counts[-1]
+    cumulative = counts / total
     chosen: dict[int, float] = {}
     last = len(le) - 1  # +Inf: nothing can lie above it
     for q in quantiles:
@@ -164,6 +163,9 @@ def _thresholds(le: np.ndarray, baseline: np.ndarray,
         for k in (j - 1, j):
             if 0 <= k < last and 0.0 < cumulative[k] < 1.0:
                 chosen.setdefault(k, q)
+    top = int(np.searchsorted(counts, total, side="left"))  # all baseline requests ≤ le[top]
+    if top < last:
+        chosen.setdefault(top, NEW_TAIL)
     return sorted(((q, k) for k, q in chosen.items()), key=lambda item: item[1])
 
 
@@ -175,65 +177,234 @@ def _harm_key(direction: str):
     return lambda t: max(t.rate.log_e_increase, t.rate.log_e_decrease)
 
 
+def _shares_above(pooled: np.ndarray) -> np.ndarray:
+    """Per row of pooled bucket counts: share above 0 (1.0) and above each finite bound."""
+    total = pooled.sum(axis=1, keepdims=True)
+    above = total - np.cumsum(pooled, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(total > 0, above / total, 0.0)
+    return np.concatenate((np.ones((len(pooled), 1)), share[:, :-1]), axis=1)
+
+
+class LatencyState:
+    """Running state of the latency test: thresholds fixed once (``FIX_REQUESTS``), one
+    ``RateState`` per threshold, pooled bucket counts for the reports.
+
+    Intervals before the thresholds are fixed wait in a buffer and are folded in when they
+    are (so the state does not depend on how the intervals were chunked). Exceedance-ratio
+    margins other than 1.0 are bounded per interval from the baseline's earlier intervals.
+    """
+
+    def __init__(self, *, quantiles: tuple[float, ...], allowed_increase: float = 1.0,
+                 allowed_decrease: float = 1.0, direction: str = "increase") -> None:
+        self.settings: dict[str, Any] = {
+            "quantiles": list(quantiles), "allowed_increase": allowed_increase,
+            "allowed_decrease": allowed_decrease, "direction": direction}
+        self.le: np.ndarray | None = None
+        self.pooled_c: np.ndarray | None = None
+        self.pooled_b: np.ndarray | None = None
+        self.fixed_b: np.ndarray | None = None  # the baseline the thresholds came from
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.thresholds: list[tuple[float, int]] | None = None
+        self.states: list[RateState] = []
+
+    def extend(self, le: np.ndarray, canary: np.ndarray, baseline: np.ndarray) -> None:
+        le = np.asarray(le, dtype=float)
+        canary = np.asarray(canary, dtype=float)
+        baseline = np.asarray(baseline, dtype=float)
+        if self.le is None:
+            self.le = le
+            self.pooled_c = np.zeros(len(le))
+            self.pooled_b = np.zeros(len(le))
+        elif len(le) != len(self.le) or not np.array_equal(le, self.le):
+            raise ValueError("histogram bucket bounds changed within one analysis")
+        if len(canary) == 0:
+            return
+        assert self.pooled_c is not None and self.pooled_b is not None
+        before = self.pooled_b + _exclusive_rows(baseline)
+        self.pooled_c = self.pooled_c + canary.sum(axis=0)
+        self.pooled_b = self.pooled_b + baseline.sum(axis=0)
+        if self.thresholds is not None:
+            self._fold(canary, baseline, before)
+            return
+        self.pending.append((canary, baseline))
+        rows_c = np.concatenate([c for c, _ in self.pending])
+        rows_b = np.concatenate([b for _, b in self.pending])
+        served = np.cumsum(rows_b.sum(axis=1))
+        ready = np.nonzero(served >= FIX_REQUESTS)[0]
+        if len(ready) == 0:
+            return
+        fix = int(ready[0])
+        self.fixed_b = rows_b[: fix + 1].sum(axis=0)
+        quantiles = tuple(self.settings["quantiles"])
+        self.thresholds = _thresholds(self.le, self.fixed_b, quantiles)
+        self.states = [RateState() for _ in self.thresholds]
+        self.pending = []
+        before = _exclusive_rows(rows_b)
+        before[: fix + 1] = self.fixed_b  # intervals up to the fixing one: its baseline
+        self._fold(rows_c, rows_b, before)
+
+    def _fold(self, canary: np.ndarray, baseline: np.ndarray, before: np.ndarray) -> None:
+        assert self.le is not None and self.thresholds is not None
+        le = self.le
+        den_c, den_b = canary.sum(axis=1), baseline.sum(axis=1)
+        above_c = np.cumsum(canary[:, ::-1], axis=1)[:, ::-1]
+        above_b = np.cumsum(baseline[:, ::-1], axis=1)[:, ::-1]
+        keep = (den_c > 0) & (den_b > 0)
+        shares = _shares_above(before[keep])
+        bounds = np.concatenate(([0.0], le[:-1]))
+        for (_, k), state in zip(self.thresholds, self.states, strict=True):
+            data = SplitData.from_counts(above_c[:, k + 1], den_c, above_b[:, k + 1], den_b)
+            base = shares[:, k + 1]
+            up, gate_up = self._margins(shares, bounds, base, float(le[k]),
+                                        self.settings["allowed_increase"], increase=True)
+            down, gate_down = self._margins(shares, bounds, base, float(le[k]),
+                                            self.settings["allowed_decrease"], increase=False)
+            state.extend(data, {"up": up, "gate_up": gate_up, "down": down,
+                                "gate_down": gate_down})
+
+    @staticmethod
+    def _margins(shares: np.ndarray, bounds: np.ndarray, base: np.ndarray, bound: float,
+                 ratio: float, *, increase: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(fail, gate) exceedance-ratio margins at ``bound`` for a latency ratio, per row.
+
+        ``S_b(bound / ratio)`` lies between the survival at the bucket bounds around it; the
+        fail side takes the bound that over-states the margin, the gate the one that
+        under-states it. Where the baseline had nothing above ``bound`` yet, the fail margin
+        is the largest the judge allows and the gate's is 1.
+        """
+        n = len(base)
+        if ratio == 1.0:
+            return np.ones(n), np.ones(n)
+        x = bound / ratio
+        below = int(np.searchsorted(bounds, x, side="right")) - 1
+        above = int(np.searchsorted(bounds, x, side="left"))
+        upper = shares[:, below]
+        lower = shares[:, above] if above < len(bounds) else np.zeros(n)
+        seen = base > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            high = np.where(seen, upper / base, 0.0)
+            low = np.where(seen, lower / base, 0.0)
+        if increase:
+            fail = np.where(seen, np.maximum(high, 1.0), MAX_ABSOLUTE_RATIO)
+            gate = np.where(seen, np.maximum(low, 1.0), 1.0)
+            return fail, gate
+        fail = np.where(seen, np.clip(low, 1e-9, 1.0), 1e-9)
+        gate = np.where(seen, np.clip(high, 1e-9, 1.0), 1.0)
+        return fail, gate
+
+    def result(self, interval_log_k: float | None = None) -> LatencyTest:
+        """The test on every interval so far; the confidence sequence (when asked) only for
+        the threshold with the strongest evidence of harm in ``direction`` (the one
+        reported)."""
+        pooled_c = np.zeros(1) if self.pooled_c is None else self.pooled_c
+        pooled_b = np.zeros(1) if self.pooled_b is None else self.pooled_b
+        canary_total, baseline_total = int(pooled_c.sum()), int(pooled_b.sum())
+        if not self.thresholds or self.le is None or canary_total == 0:
+            return LatencyTest(0.0, 0.0, (), canary_total, baseline_total, None)
+        le = self.le
+        tests = []
+        for (q, k), state in zip(self.thresholds, self.states, strict=True):
+            rate = state.result()
+            tests.append(self._threshold(q, float(le[k]), rate, None))
+        # Reported: the strongest evidence of harm among thresholds with an estimate (a new
+        # tail without events yet has none to report).
+        key = _harm_key(self.settings["direction"])
+        best = max(range(len(tests)),
+                   key=lambda i: (tests[i].rate.estimate is not None, key(tests[i])))
+        if interval_log_k is not None:
+            q, k = self.thresholds[best]
+            rate = self.states[best].result(interval_log_k)
+            interval = None
+            if rate.interval is not None:
+                interval = (_ratio_from_exceedance(le, pooled_b, float(le[k]), rate.interval[0]),
+                            _ratio_from_exceedance(le, pooled_b, float(le[k]), rate.interval[1]))
+            tests[best] = self._threshold(q, float(le[k]), rate, interval)
+        n = math.log(len(tests))
+        log_up = float(np.logaddexp.reduce([t.rate.log_e_increase for t in tests]) - n)
+        log_down = float(np.logaddexp.reduce([t.rate.log_e_decrease for t in tests]) - n)
+        return LatencyTest(log_up, log_down, tuple(tests), canary_total, baseline_total,
+                           tests[best])
+
+    def _threshold(self, q: float, bound: float, rate: RateTest,
+                   interval: tuple[float, float] | None) -> ThresholdTest:
+        assert self.le is not None and self.pooled_b is not None and self.pooled_c is not None
+        le, pooled_b = self.le, self.pooled_b
+        effect = None
+        if rate.estimate is not None and pooled_b.sum() > 0:
+            effect = _ratio_from_exceedance(le, pooled_b, bound, rate.estimate)
+        label = max(self.settings["quantiles"]) if q == NEW_TAIL else q
+        return ThresholdTest(q, bound, rate, effect, interval,
+                             quantile_from_buckets(le, self.pooled_c, label),
+                             quantile_from_buckets(le, pooled_b, label))
+
+    def copy(self) -> LatencyState:
+        other = LatencyState.__new__(LatencyState)
+        other.settings = dict(self.settings)
+        other.le, other.fixed_b = self.le, self.fixed_b
+        other.pooled_c = None if self.pooled_c is None else self.pooled_c.copy()
+        other.pooled_b = None if self.pooled_b is None else self.pooled_b.copy()
+        other.pending = list(self.pending)
+        other.thresholds = None if self.thresholds is None else list(self.thresholds)
+        other.states = [s.copy() for s in self.states]
+        return other
+
+    def to_dict(self) -> dict[str, Any]:
+        def listed(a: np.ndarray | None) -> list[float] | None:
+            return None if a is None else [float(x) for x in a]
+
+        return {"settings": self.settings,
+                "le": None if self.le is None else [_finite(x) for x in self.le],
+                "pooled_c": listed(self.pooled_c), "pooled_b": listed(self.pooled_b),
+                "fixed_b": listed(self.fixed_b),
+                "pending": [[c.tolist(), b.tolist()] for c, b in self.pending],
+                "thresholds": None if self.thresholds is None
+                else [[q, k] for q, k in self.thresholds],
+                "states": [s.to_dict() for s in self.states]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyState:
+        settings = data["settings"]
+        state = cls(quantiles=tuple(settings["quantiles"]),
+                    allowed_increase=settings["allowed_increase"],
+                    allowed_decrease=settings["allowed_decrease"],
+                    direction=settings["direction"])
+
+        def array(value: list | None) -> np.ndarray | None:
+            return None if value is None else np.asarray(value, dtype=float)
+
+        state.le = None if data["le"] is None else np.asarray(
+            [math.inf if x is None else x for x in data["le"]], dtype=float)
+        state.pooled_c, state.pooled_b = array(data["pooled_c"]), array(data["pooled_b"])
+        state.fixed_b = array(data["fixed_b"])
+        buckets = 0 if state.le is None else len(state.le)
+        state.pending = [(np.asarray(c, dtype=float).reshape(-1, buckets),
+                          np.asarray(b, dtype=float).reshape(-1, buckets))
+                         for c, b in data["pending"]]
+        state.thresholds = None if data["thresholds"] is None else [
+            (float(q), int(k)) for q, k in data["thresholds"]]
+        state.states = [RateState.from_dict(s) for s in data["states"]]
+        return state
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: the +Inf bucket bound is stored as null."""
+    return None if math.isinf(x) else float(x)
+
+
+def _exclusive_rows(rows: np.ndarray) -> np.ndarray:
+    """Per row, the sum of the rows before it."""
+    running = np.cumsum(rows, axis=0)
+    return np.concatenate((np.zeros((1, rows.shape[1])), running[:-1]), axis=0)
+
+
 def latency_test(le: np.ndarray, canary: np.ndarray, baseline: np.ndarray, *,
                  quantiles: tuple[float, ...], allowed_increase: float = 1.0,
                  allowed_decrease: float = 1.0, direction: str = "increase",
                  interval_log_k: float | None = None) -> LatencyTest:
-    """Evidence that the canary is slower (or faster) than the baseline beyond the margins.
-
-    ``canary``/``baseline`` are (intervals × buckets) non-cumulative counts. The confidence
-    sequence is computed only for the threshold with the strongest evidence of harm in
-    ``direction`` (the one reported), which keeps a live evaluation cheap.
-    """
-    pooled_b = baseline.sum(axis=0).astype(float)
-    pooled_c = canary.sum(axis=0).astype(float)
-    canary_total = int(pooled_c.sum())
-    baseline_total = int(pooled_b.sum())
-    if baseline_total == 0 or canary_total == 0:
-        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total, None)
-    den_c = canary.sum(axis=1)
-    den_b = baseline.sum(axis=1)
-    # Requests above bound k, per interval: reverse cumulative sums of the buckets.
-    above_c = np.cumsum(canary[:, ::-1], axis=1)[:, ::-1]
-    above_b = np.cumsum(baseline[:, ::-1], axis=1)[:, ::-1]
-    tests = []
-    for q, k in _thresholds(le, pooled_b, quantiles):
-        bound = float(le[k])
-        base_exceed = _survival(le, pooled_b, bound)
-        def exceedance_margins(latency_ratio: float, bound: float = bound,
-                               base_exceed: float = base_exceed) -> tuple[float, float]:
-            """(lowest, highest) exceedance ratio the latency ratio can mean at ``bound``."""
-            if latency_ratio == 1.0:
-                return 1.0, 1.0
-            lower, upper = _survival_bracket(le, pooled_b, bound / latency_ratio)
-            return lower / base_exceed, upper / base_exceed
-
-        gate_up, up = exceedance_margins(allowed_increase)
-        up, gate_up = max(up, 1.0), max(gate_up, 1.0)
-        down, gate_down = exceedance_margins(allowed_decrease)
-        down, gate_down = max(min(down, 1.0), 1e-9), max(min(gate_down, 1.0), 1e-9)
-        data = SplitData.from_counts(above_c[:, k + 1], den_c, above_b[:, k + 1], den_b)
-        rate = rate_test(data, allowed_increase=up, allowed_decrease=down,
-                         gate_increase=gate_up, gate_decrease=gate_down)
-        effect = None if rate.estimate is None else _ratio_from_exceedance(
-            le, pooled_b, bound, rate.estimate)
-        tests.append(ThresholdTest(q, bound, rate, effect, None,
-                                   quantile_from_buckets(le, pooled_c, q),
-                                   quantile_from_buckets(le, pooled_b, q), data, (up, down)))
-    if not tests:
-        return LatencyTest(0.0, 0.0, (), canary_total, baseline_total, None)
-    reported = max(tests, key=_harm_key(direction))
-    if interval_log_k is not None:
-        up, down = reported.margins
-        rate = rate_test(reported.data, allowed_increase=up, allowed_decrease=down,
-                         interval_log_k=interval_log_k)
-        interval = None
-        if rate.interval is not None:
-            interval = (_ratio_from_exceedance(le, pooled_b, reported.bound, rate.interval[0]),
-                        _ratio_from_exceedance(le, pooled_b, reported.bound, rate.interval[1]))
-        reported = replace(reported, interval=interval)
-        tests = [reported if t.bound == reported.bound else t for t in tests]
-    n = math.log(len(tests))
-    log_up = float(np.logaddexp.reduce([t.rate.log_e_increase for t in tests]) - n)
-    log_down = float(np.logaddexp.reduce([t.rate.log_e_decrease for t in tests]) - n)
-    return LatencyTest(log_up, log_down, tuple(tests), canary_total, baseline_total, reported)
+    """Evidence that the canary is slower (or faster) than the baseline beyond the margins,
+    on (intervals × buckets) non-cumulative counts folded into a ``LatencyState`` at once."""
+    state = LatencyState(quantiles=quantiles, allowed_increase=allowed_increase,
+                         allowed_decrease=allowed_decrease, direction=direction)
+    state.extend(le, canary, baseline)
+    return state.result(interval_log_k)

@@ -2,7 +2,8 @@
 
 Arrays hold per-interval values, not cumulative counters; index ``t`` is the interval that
 ends at ``timestamps[t]``. ``head(n)`` gives what the judge would have seen after ``n``
-intervals, which is how replay and the live service share one code path.
+intervals and ``window(a, b)`` the intervals ``a`` to ``b − 1``: the chunk replay (and the
+live service) folds into the judge's running state (``analyzer.judge.stream``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ class RatioSeries:
         return len(self.canary_den)
 
     def head(self, n: int) -> RatioSeries:
-        return RatioSeries(self.canary_num[:n], self.canary_den[:n],
-                           self.baseline_num[:n], self.baseline_den[:n])
+        return self.window(0, n)
+
+    def window(self, start: int, stop: int) -> RatioSeries:
+        return RatioSeries(self.canary_num[start:stop], self.canary_den[start:stop],
+                           self.baseline_num[start:stop], self.baseline_den[start:stop])
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,11 @@ class HistogramSeries:
         return self.canary.shape[0]
 
     def head(self, n: int) -> HistogramSeries:
-        return HistogramSeries(self.le, self.canary[:n], self.baseline[:n], self.unit)
+        return self.window(0, n)
+
+    def window(self, start: int, stop: int) -> HistogramSeries:
+        return HistogramSeries(self.le, self.canary[start:stop], self.baseline[start:stop],
+                               self.unit)
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,10 @@ class GaugeSeries:
         return len(self.canary)
 
     def head(self, n: int) -> GaugeSeries:
-        return GaugeSeries(self.canary[:n], self.baseline[:n])
+        return self.window(0, n)
+
+    def window(self, start: int, stop: int) -> GaugeSeries:
+        return GaugeSeries(self.canary[start:stop], self.baseline[start:stop])
 
 
 MetricSeries = RatioSeries | HistogramSeries | GaugeSeries

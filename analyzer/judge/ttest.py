@@ -59,6 +59,18 @@ def _log_bayes_factors(r: np.ndarray, n: int) -> np.ndarray:
     return -n * EFFECTS[None, :] ** 2 / 2.0 + log_norm + integral
 
 
+def log_e_from_sums(n: int, total: np.ndarray, squares: np.ndarray,
+                    upward: bool) -> np.ndarray:
+    """Log mixture e-values from ``n`` observations' sums Σx and Σx² (one pair per null, the
+    observations already centred at it): all the test needs, so it can run on running sums."""
+    if n < 2:
+        return np.zeros(len(total))
+    r = total / np.sqrt(np.maximum(squares, 1e-300))
+    log_bf = _log_bayes_factors(r if upward else -r, n)
+    top = log_bf.max(axis=1)
+    return top + np.log(np.exp(log_bf - top[:, None]).mean(axis=1))
+
+
 def log_e_values(y: np.ndarray, nulls: np.ndarray, upward: bool) -> np.ndarray:
     """Log mixture e-values against "mean(y) ≤ null" (upward) or "≥ null", per null.
 
@@ -66,13 +78,5 @@ def log_e_values(y: np.ndarray, nulls: np.ndarray, upward: bool) -> np.ndarray:
     observations carry no evidence (the scale is unknown).
     """
     nulls = np.atleast_1d(np.asarray(nulls, dtype=float))
-    n = len(y)
-    if n < 2:
-        return np.zeros(len(nulls))
     x = y[None, :] - nulls[:, None]
-    total = x.sum(axis=1)
-    squares = np.maximum((x * x).sum(axis=1), 1e-300)
-    r = total / np.sqrt(squares)
-    log_bf = _log_bayes_factors(r if upward else -r, n)
-    top = log_bf.max(axis=1)
-    return top + np.log(np.exp(log_bf - top[:, None]).mean(axis=1))
+    return log_e_from_sums(len(y), x.sum(axis=1), (x * x).sum(axis=1), upward)

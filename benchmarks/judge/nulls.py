@@ -25,7 +25,8 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import beta
 
-from analyzer.judge.rate import SplitData, rate_test
+from analyzer.judge.rate import SplitData
+from analyzer.judge.ratestate import RateState
 
 LOG_K = math.log(100.0)
 DEFAULT_JSON = Path(__file__).parent / "results" / "nulls.json"
@@ -51,10 +52,12 @@ def draw(rng: np.random.Generator, rps: float, cv: float, split: str, ratio: flo
 
 
 def first_fail(c, nc, b, nb) -> int | None:
-    for t in range(1, len(c) + 1):
-        data = SplitData.from_counts(c[:t], nc[:t], b[:t], nb[:t])
-        if rate_test(data).log_e_increase >= LOG_K:
-            return t
+    """The first look whose e-value reaches 1/alpha: one running state, extended per look."""
+    state = RateState()
+    for t in range(len(c)):
+        state.extend(SplitData.from_counts(c[t:t + 1], nc[t:t + 1], b[t:t + 1], nb[t:t + 1]))
+        if state.result().log_e_increase >= LOG_K:
+            return t + 1
     return None
 
 

@@ -1,0 +1,481 @@
+"""The rate test of ``analyzer.judge.rate`` as a running state: O(new intervals) per update.
+
+Everything the test decides for an interval (its unit of evidence, its tempering, its
+absolute-margin ratio) is fixed from the intervals before it, so each interval's contribution
+to the log-likelihoods is fixed once the interval is seen. The state therefore holds running
+sums only:
+
+* the sums behind the predictable plan and margins (exclusive cumulative sums, carried on);
+* per test (fail up/down, gate up/down) the tempered log-likelihood of every mixture component
+  over the event-level intervals, and the t-test's sums Σx and Σx² over the others;
+* for the estimate and the confidence sequence, the tempered log-likelihood on a fixed grid of
+  log ratios (step ``GRID_STEP``), over the event-level intervals and over all intervals, and
+  the t-test's unshifted Σy, Σy².
+
+The confidence sequence is the mixture test inverted over the grid's nulls, with the mixture's
+alternatives rounded to grid points (still a uniform mixture of fixed alternatives, so still an
+e-process per null); its edges are interpolated between grid points. The estimate maximises
+the grid log-likelihood with a parabola through the best point and its neighbours. A report
+therefore costs O(grid), whatever the number of intervals.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.special import expit
+from scipy.stats import gamma
+
+from analyzer.judge import ttest
+from analyzer.judge.rate import (
+    _DELTA_BOUND,
+    BASELINE_BOUND_LEVEL,
+    FIRST_TAU2,
+    INTERVAL_KAPPA,
+    MAX_ABSOLUTE_RATIO,
+    MIN_INTERVAL_EVENTS,
+    OFFSETS,
+    PRIOR_INTERVALS,
+    PRIOR_TAU2,
+    RECENT,
+    TEMPER_SAFETY,
+    RateTest,
+    SplitData,
+)
+
+# Grid of log ratios for the estimate and the confidence sequence: nulls within ±GRID_REACH
+# (ratios 1/3000 to 3000), padded by the largest alternative offset.
+GRID_STEP = 0.02
+GRID_REACH = 8.0
+_REACH = round(GRID_REACH / GRID_STEP)
+_PAD = math.ceil(float(OFFSETS.max()) / GRID_STEP)
+GRID = GRID_STEP * np.arange(-(_REACH + _PAD), _REACH + _PAD + 1)
+_CENTRAL = np.arange(_PAD, _PAD + 2 * _REACH + 1)  # indices of the nulls
+_STEPS = np.maximum(np.round(OFFSETS / GRID_STEP).astype(int), 1)  # alternatives, in steps
+_COMPONENTS = np.concatenate(([0.0], OFFSETS))
+# The four tests: (margin, direction). up_fail: harm up; down: harm down; up_gate: inside up;
+# down_gate: inside down.
+_TESTS = (("up_fail", True), ("down", False), ("up_gate", False), ("down_gate", True))
+_SIGNS = np.array([1.0 if upward else -1.0 for _, upward in _TESTS])
+_SUMS = ("n", "n_t", "up", "down", "excess", "scale", "events", "requests", "c", "nc",
+         "b", "nb", "b2", "bnb", "nb2", "share")
+VERSION = 1
+
+
+def _excl(total: float, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Exclusive running sums over a chunk, carried on from ``total``; and the new total."""
+    running = np.cumsum(x)
+    return total + np.concatenate(([0.0], running[:-1])), total + float(running[-1])
+
+
+def _pack(a: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(a, dtype="<f8").tobytes()).decode("ascii")
+
+
+def _unpack(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f8").copy()
+
+
+def _log_mean_exp(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    top = x.max(axis=axis, keepdims=True)
+    return np.squeeze(top, axis=axis) + np.log(np.exp(x - top).mean(axis=axis))
+
+
+class RateState:
+    """Running state of one rate test (one ratio metric, one latency threshold, the split).
+
+    ``tau2`` fixes the jitter (0: the textbook binomial test) and keeps every interval in the
+    event-level test; ``requests=False`` for data without per-side request counts (the
+    traffic check), ``grid=False`` when no estimate or interval will ever be asked for.
+    """
+
+    def __init__(self, *, allowed_increase: float = 1.0, allowed_decrease: float = 1.0,
+                 absolute_increase: float = 0.0, gate_increase: float | None = None,
+                 gate_decrease: float | None = None, tau2: float | None = None,
+                 requests: bool = True, grid: bool = True) -> None:
+        self.settings: dict[str, Any] = {
+            "allowed_increase": allowed_increase, "allowed_decrease": allowed_decrease,
+            "absolute_increase": absolute_increase, "gate_increase": gate_increase,
+            "gate_decrease": gate_decrease, "tau2": tau2, "requests": requests, "grid": grid}
+        self.sums = dict.fromkeys(_SUMS, 0.0)
+        self.components = np.zeros((len(_TESTS), len(_COMPONENTS)))
+        self.t_sums = np.zeros((len(_TESTS) + 1, 2))  # per test Σx, Σx²; last row unshifted
+        self.grid_events = np.zeros(len(GRID)) if grid else None
+        self.grid_all = np.zeros(len(GRID)) if grid else None
+        self.tail: dict[str, list[float]] = {"canary": [], "logit": [], "temper": []}
+        self.last = {"tau2": PRIOR_TAU2 if tau2 is None else tau2,
+                     "up_fail": allowed_increase, "up_gate": allowed_increase}
+
+    # ----------------------------------------------------------------- updating
+    def extend(self, data: SplitData, ratios: dict[str, np.ndarray] | None = None) -> None:
+        """Fold in the next intervals (already restricted to traffic on both sides).
+
+        ``ratios`` may give per-interval ratio margins ``up``, ``gate_up``, ``down``,
+        ``gate_down`` in place of the fixed ones (latency thresholds, whose exceedance margins
+        are bounded from the baseline's earlier intervals).
+        """
+        k = len(data)
+        if k == 0:
+            return
+        temper, by_interval, tau_last = self._plan(data)
+        shifts = self._shifts(data, ratios or {})
+        events = ~by_interval
+        if events.any():
+            self._fold_events(data, shifts, temper, events)
+        if by_interval.any():
+            nc, nb = data.requests
+            y = ttest.log_ratios(data.canary[by_interval], nc[by_interval],
+                                 data.baseline[by_interval], nb[by_interval])
+            for j, (name, _) in enumerate(_TESTS):
+                x = y - shifts[name][by_interval]
+                self.t_sums[j] += (x.sum(), (x * x).sum())
+            self.t_sums[-1] += (y.sum(), (y * y).sum())
+        if self.grid_all is not None and self.grid_events is not None:
+            self._fold_grid(data, temper, events)
+        s = self.sums
+        s["n"] += k
+        s["n_t"] += float(by_interval.sum())
+        s["share"] += float(expit(data.logit_share).sum())
+        for name, values in (("canary", data.canary), ("logit", data.logit_share),
+                             ("temper", temper)):
+            self.tail[name] = (self.tail[name] + [float(v) for v in values[-RECENT:]])[-RECENT:]
+        self.last = {"tau2": tau_last, "up_fail": float(math.exp(shifts["up_fail"][-1])),
+                     "up_gate": float(math.exp(shifts["up_gate"][-1]))}
+
+    def _plan(self, data: SplitData) -> tuple[np.ndarray, np.ndarray, float]:
+        """Per interval, from the intervals before it: tempering and unit of evidence."""
+        s, cfg = self.sums, self.settings
+        k = len(data)
+        share = expit(data.logit_share)
+        if cfg["tau2"] is not None or not cfg["requests"]:
+            fixed = PRIOR_TAU2 if cfg["tau2"] is None else cfg["tau2"]
+            kappa = np.maximum(data.events - 1.0, 0.0) * share * (1 - share) * fixed
+            self._carry_counts(data)
+            return 1.0 + kappa, np.zeros(k, dtype=bool), float(fixed)
+        tau = self._split_jitter(data)
+        nc, nb = data.requests
+        seen_events, s["events"] = _excl(s["events"], data.events)
+        seen_requests, s["requests"] = _excl(s["requests"], nc + nb)
+        seen_c, s["c"] = _excl(s["c"], data.canary)
+        seen_nc, s["nc"] = _excl(s["nc"], nc)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(seen_requests > 0, seen_events / seen_requests, 0.0)
+        seen = seen_events > 0
+        info = np.where(seen, rate * nc * nb / (nc + nb),
+                        np.maximum(data.events - 1.0, 0.0) * share * (1 - share))
+        kappa = info * np.where(seen, tau, FIRST_TAU2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected_c = np.where(seen_nc > 0, np.maximum(seen_c, 1.0) / seen_nc * nc, 0.0)
+            expected_b = np.where(seen_requests > seen_nc,
+                                  np.maximum(seen_events - seen_c, 1.0)
+                                  / (seen_requests - seen_nc) * nb, 0.0)
+        normal = np.minimum(expected_c, expected_b) >= MIN_INTERVAL_EVENTS
+        by_interval = seen & normal & (kappa >= INTERVAL_KAPPA)
+        return 1.0 + TEMPER_SAFETY * kappa, by_interval, float(tau[-1])
+
+    def _carry_counts(self, data: SplitData) -> None:
+        s = self.sums
+        s["events"] += float(data.events.sum())
+        s["c"] += float(data.canary.sum())
+        if data.has_requests:
+            nc, nb = data.requests
+            s["requests"] += float((nc + nb).sum())
+            s["nc"] += float(nc.sum())
+
+    def _split_jitter(self, data: SplitData) -> np.ndarray:
+        """``rate.split_jitter``'s predictable τ², from the running Mantel-Haenszel sums."""
+        s = self.sums
+        nc, nb = data.requests
+        c, b = data.canary, data.baseline
+        total = nc + nb
+        up, s["up"] = _excl(s["up"], c * nb / total)
+        down, s["down"] = _excl(s["down"], b * nc / total)
+        fitted = (up > 0) & (down > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta = np.where(fitted, np.log(up) - np.log(down), 0.0)
+        theta = expit(data.logit_share + np.clip(delta, -_DELTA_BOUND, _DELTA_BOUND))
+        v = data.events * theta * (1 - theta)
+        excess = np.where(fitted, (c - data.events * theta) ** 2 - v, 0.0)
+        scale = np.where(fitted, np.maximum(data.events - 1.0, 0.0) * data.events
+                         * (theta * (1 - theta)) ** 2, 0.0)
+        seen_excess, s["excess"] = _excl(s["excess"], excess)
+        seen_scale, s["scale"] = _excl(s["scale"], scale)
+        count = s["n"] + np.arange(len(data), dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            typical = np.where(seen_scale > 0, seen_scale / np.maximum(count, 1.0), 1.0)
+        prior = PRIOR_INTERVALS * typical
+        return np.maximum((seen_excess + prior * PRIOR_TAU2) / (seen_scale + prior), 0.0)
+
+    def _shifts(self, data: SplitData, ratios: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per interval and test, the log ratio its null sits at (``rate.py``: margins)."""
+        cfg = self.settings
+        k = len(data)
+
+        def given(name: str, default: float) -> np.ndarray:
+            return np.log(ratios[name]) if name in ratios else np.full(k, math.log(default))
+
+        up = given("up", cfg["allowed_increase"])
+        gate_up = given("gate_up", cfg["gate_increase"] or cfg["allowed_increase"])
+        if cfg["absolute_increase"] > 0 and cfg["requests"]:
+            up, gate_up = self._absolute(data, np.exp(up), np.exp(gate_up))
+        return {"up_fail": up, "down": given("down", cfg["allowed_decrease"]),
+                "up_gate": gate_up,
+                "down_gate": given("gate_down", cfg["gate_decrease"]
+                                   or cfg["allowed_decrease"])}
+
+    def _absolute(self, data: SplitData, ratio: np.ndarray, gate_ratio: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Log ratios of ``max(ratio × p_b, p_b + absolute)``, ``p_b`` bounded from the
+        baseline's earlier intervals (the first interval uses its own baseline): from below
+        for the fail test, from above for the gate."""
+        s = self.sums
+        absolute = self.settings["absolute_increase"]
+        b, nb = data.baseline, data.requests[1]
+        seen_b, s["b"] = _excl(s["b"], b)
+        seen_n, s["nb"] = _excl(s["nb"], nb)
+        x2, s["b2"] = _excl(s["b2"], b * b)
+        xn, s["bnb"] = _excl(s["bnb"], b * nb)
+        n2, s["nb2"] = _excl(s["nb2"], nb * nb)
+        count = s["n"] + np.arange(len(data), dtype=float)
+        # The baseline's jitter (squared CV beyond binomial noise), shrunk towards the prior.
+        dof = np.maximum(count - 1.0, 0.0)
+        fit = np.where(dof > 0, count / np.maximum(dof, 1.0), 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = np.where(seen_n > 0, seen_b / seen_n, 0.0)
+            excess = x2 - 2 * p * xn + p * p * n2 - p * (1 - p) * seen_n
+            tau = np.maximum(np.where(p > 0, excess / (p * p * n2), np.nan), 0.0)
+        half = PRIOR_TAU2 / 2
+        tau = np.where(np.isnan(tau), half, tau * fit)
+        tau_b = (dof * tau + PRIOR_INTERVALS * half) / (dof + PRIOR_INTERVALS)
+        first = seen_n <= 0
+        events = np.where(first, b, seen_b)
+        requests = np.where(first, nb, seen_n)
+        per = np.maximum(count, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            effective = np.where(events > 0, 1.0 / (1.0 / events + tau_b / per), 0.0)
+            lower = np.where(events > 0, events / requests
+                             * gamma.ppf(BASELINE_BOUND_LEVEL, effective) / effective, 0.0)
+            upper = np.where(events > 0, events / requests
+                             * gamma.ppf(1 - BASELINE_BOUND_LEVEL, effective + 1) / effective,
+                             -math.log(BASELINE_BOUND_LEVEL) / requests)
+            allowed_fail = np.where(lower > 0, 1.0 + absolute / lower, math.inf)
+            allowed_gate = np.where(upper > 0, 1.0 + absolute / upper, math.inf)
+        fail = np.log(np.clip(allowed_fail, ratio, np.maximum(ratio, MAX_ABSOLUTE_RATIO)))
+        gate = np.log(np.clip(allowed_gate, gate_ratio,
+                              np.maximum(gate_ratio, MAX_ABSOLUTE_RATIO)))
+        return fail, gate
+
+    def _fold_events(self, data: SplitData, shifts: dict[str, np.ndarray],
+                     temper: np.ndarray, rows: np.ndarray) -> None:
+        """Add the event-level intervals' tempered log-likelihoods, per test and component."""
+        c, e = data.canary[rows], data.events[rows]
+        weight = 1.0 / temper[rows]
+        centre = data.logit_share[rows][None, :] + np.stack(
+            [shifts[name][rows] for name, _ in _TESTS])
+        x = centre[:, :, None] + _SIGNS[:, None, None] * _COMPONENTS[None, None, :]
+        ll = -(c[None, :, None] * np.logaddexp(0.0, -x)
+               + (e - c)[None, :, None] * np.logaddexp(0.0, x))
+        self.components += (ll * weight[None, :, None]).sum(axis=1)
+
+    def _fold_grid(self, data: SplitData, temper: np.ndarray, events: np.ndarray) -> None:
+        """Σ over intervals of (c·x − e·softplus(x)) / temper at x = logit share + grid."""
+        rows = data.events > 0
+        if not rows.any():
+            return
+        c, e, base = data.canary[rows], data.events[rows], data.logit_share[rows]
+        weight = 1.0 / temper[rows]
+        softplus = np.logaddexp(0.0, base[:, None] + GRID[None, :])
+        ll = (weight * c * base).sum() + (weight * c).sum() * GRID - (weight * e) @ softplus
+        assert self.grid_all is not None and self.grid_events is not None
+        self.grid_all += ll
+        mask = events[rows]
+        if mask.all():
+            self.grid_events += ll
+        elif mask.any():
+            w, cm, bm = weight[mask], c[mask], base[mask]
+            self.grid_events += ((w * cm * bm).sum() + (w * cm).sum() * GRID
+                                 - (w * e[mask]) @ softplus[mask])
+
+    # ----------------------------------------------------------------- reading
+    def _log_e(self) -> np.ndarray:
+        """The four tests' log e-values (event mixture plus t-test, one t-test call)."""
+        ratios = self.components[:, 1:] - self.components[:, :1]
+        out = _log_mean_exp(ratios)
+        n_t = int(self.sums["n_t"])
+        if n_t >= 2:
+            total, squares = self.t_sums[:-1, 0], self.t_sums[:-1, 1]
+            out = out + ttest.log_e_from_sums(n_t, _SIGNS * total, squares, True)
+        return out
+
+    def _delta_hat(self) -> float:
+        """Maximum-likelihood log ratio (±inf when one side has no events, NaN without any)."""
+        s = self.sums
+        total_events, canary = s["events"], s["c"]
+        if s["n"] == 0 or total_events == 0:
+            return math.nan
+        if canary == 0:
+            return -math.inf
+        if canary == total_events:
+            return math.inf
+        assert self.grid_all is not None
+        ll = self.grid_all[_CENTRAL]
+        i = int(np.argmax(ll))
+        if i == 0 or i == len(ll) - 1:
+            return math.copysign(math.inf, i - 0.5)  # beyond the grid's reach
+        left, mid, right = ll[i - 1], ll[i], ll[i + 1]
+        curve = left - 2 * mid + right
+        step = 0.0 if curve >= 0 else 0.5 * (left - right) / curve
+        return float(GRID[_CENTRAL[i]] + step * GRID_STEP)
+
+    def _cs_values(self, groups: list[tuple[np.ndarray, bool]], log_k: float
+                   ) -> list[np.ndarray]:
+        """Log e-value minus log_k at grid nulls (indices into GRID), for groups of nulls
+        each tested upward or downward; one t-test call for all of them."""
+        assert self.grid_events is not None
+        ll = self.grid_events
+        values = []
+        for nulls, upward in groups:
+            sign = 1 if upward else -1
+            alternatives = ll[nulls[:, None] + sign * _STEPS[None, :]] - ll[nulls][:, None]
+            values.append(_log_mean_exp(alternatives) - log_k)
+        n_t = int(self.sums["n_t"])
+        if n_t < 2:
+            return values
+        total, squares = self.t_sums[-1]
+        nu = np.concatenate([GRID[nulls] for nulls, _ in groups])
+        signs = np.concatenate([np.full(len(nulls), 1.0 if upward else -1.0)
+                                for nulls, upward in groups])
+        t_part = ttest.log_e_from_sums(n_t, signs * (total - n_t * nu),
+                                       squares - 2 * nu * total + n_t * nu * nu, True)
+        cuts = np.cumsum([len(nulls) for nulls, _ in groups])[:-1]
+        return [v + t for v, t in zip(values, np.split(t_part, cuts), strict=True)]
+
+    def _edges(self, log_k: float, start: float) -> tuple[float, float]:
+        """Edges (log ratios) of the confidence sequence on the grid: a coarse search outward
+        from the estimate on each side, then up to 9 grid nulls inside each bracket,
+        interpolated linearly; ±inf where the grid's reach excludes nothing."""
+        lo, hi = int(_CENTRAL[0]), int(_CENTRAL[-1])
+        centre = int(np.clip(round(start / GRID_STEP) + _PAD + _REACH, lo, hi))
+        jumps = np.unique(np.round(np.geomspace(0.03, 2 * GRID_REACH, 15) / GRID_STEP))
+        steps = np.concatenate(([0], jumps)).astype(int)
+        sides = {True: -1, False: 1}  # the upward test gives the lower edge
+        coarse = {up: np.unique(np.clip(centre + sign * steps, lo, hi))[::sign]
+                  for up, sign in sides.items()}  # outward from the centre
+        edges: dict[bool, float] = {}
+        fine: dict[bool, np.ndarray] = {}
+        values = self._cs_values([(coarse[up], up) for up in sides], log_k)
+        for (up, sign), v in zip(sides.items(), values, strict=True):
+            hits = np.nonzero(v >= 0)[0]
+            if len(hits) == 0:
+                edges[up] = sign * math.inf
+            elif hits[0] == 0:
+                edges[up] = float(GRID[coarse[up][0]])
+            else:
+                i = int(hits[0])
+                inside = np.linspace(coarse[up][i - 1], coarse[up][i], 9)
+                fine[up] = np.unique(np.round(inside).astype(int))[::sign]
+        if fine:
+            values = self._cs_values([(nulls, up) for up, nulls in fine.items()], log_k)
+            for (up, nulls), v in zip(fine.items(), values, strict=True):
+                j = int(np.nonzero(v >= 0)[0][0])
+                a, b = float(GRID[nulls[j - 1]]), float(GRID[nulls[j]])
+                edges[up] = a + (b - a) * (-v[j - 1]) / (v[j] - v[j - 1])
+        return edges[True], edges[False]
+
+    def result(self, interval_log_k: float | None = None) -> RateTest:
+        """The test on every interval so far; ``interval_log_k`` asks for the confidence
+        sequence (one-sided errors each at most ``exp(-interval_log_k)``)."""
+        s, cfg = self.sums, self.settings
+        n = int(s["n"])
+        c_events = round(s["c"])
+        b_events = round(s["events"] - s["c"])
+        estimate = None
+        delta_hat = math.nan
+        if self.grid_all is not None:
+            delta_hat = self._delta_hat()
+            if math.isnan(delta_hat):
+                estimate = None
+            elif math.isinf(delta_hat):
+                share = s["share"] / n
+                estimate = ((c_events + 0.5) / share) / ((b_events + 0.5) / (1.0 - share))
+            else:
+                estimate = math.exp(delta_hat)
+        interval = None
+        if interval_log_k is not None and n and self.grid_events is not None:
+            centre = 0.0 if math.isnan(delta_hat) else float(
+                np.clip(delta_hat, -GRID_REACH, GRID_REACH))
+            lo, hi = self._edges(interval_log_k, centre)
+            interval = (0.0 if math.isinf(lo) else math.exp(lo),
+                        math.inf if math.isinf(hi) else math.exp(hi))
+        tail = self.tail
+        log_e = self._log_e()
+        return RateTest(
+            log_e_increase=float(log_e[0]), log_e_decrease=float(log_e[1]),
+            log_e_inside_up=float(log_e[2]), log_e_inside_down=float(log_e[3]),
+            estimate=estimate, interval=interval, tau2=float(self.last["tau2"]),
+            canary_events=c_events, baseline_events=b_events,
+            margin_up=float(self.last["up_fail"]) if n else cfg["allowed_increase"],
+            gate_up=float(self.last["up_gate"]) if n else cfg["allowed_increase"],
+            interval_share=s["n_t"] / n if n else 0.0,
+            recent_temper=float(np.mean(tail["temper"])) if n else 1.0,
+            recent_canary=float(np.mean(tail["canary"])) if n else 0.0,
+            last_logit_share=tail["logit"][-1] if n else None)
+
+    # ----------------------------------------------------------------- storing
+    def copy(self) -> RateState:
+        other = RateState.__new__(RateState)
+        other.settings = dict(self.settings)
+        other.sums = dict(self.sums)
+        other.components = self.components.copy()
+        other.t_sums = self.t_sums.copy()
+        other.grid_events = None if self.grid_events is None else self.grid_events.copy()
+        other.grid_all = None if self.grid_all is None else self.grid_all.copy()
+        other.tail = {k: list(v) for k, v in self.tail.items()}
+        other.last = dict(self.last)
+        return other
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, "settings": self.settings, "sums": self.sums,
+                "last": self.last, "tail": self.tail,
+                "components": _pack(self.components), "t_sums": _pack(self.t_sums),
+                "grid_events": None if self.grid_events is None else _pack(self.grid_events),
+                "grid_all": None if self.grid_all is None else _pack(self.grid_all)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RateState:
+        if data.get("v") != VERSION:
+            raise ValueError(f"rate state version {data.get('v')!r}, expected {VERSION}")
+        state = cls(**data["settings"])
+        state.sums = {k: float(data["sums"][k]) for k in _SUMS}
+        state.last = {k: float(v) for k, v in data["last"].items()}
+        state.tail = {k: [float(x) for x in data["tail"][k]] for k in state.tail}
+        state.components = _unpack(data["components"]).reshape(state.components.shape)
+        state.t_sums = _unpack(data["t_sums"]).reshape(state.t_sums.shape)
+        if state.grid_events is not None:
+            state.grid_events = _unpack(data["grid_events"])
+            state.grid_all = _unpack(data["grid_all"])
+        return state
+
+
+def fold(data: SplitData, chunks: Sequence[int] | None = None, **settings: Any) -> RateState:
+    """A state with ``data`` folded in (in ``chunks`` of the given sizes, or at once)."""
+    state = RateState(requests=data.has_requests, **settings)
+    if chunks is None:
+        state.extend(data)
+        return state
+    start = 0
+    for size in chunks:
+        part = np.arange(start, min(start + size, len(data)))
+        state.extend(_take(data, part))
+        start += size
+    return state
+
+
+def _take(data: SplitData, index: np.ndarray) -> SplitData:
+    return SplitData(data.canary[index], data.events[index], data.logit_share[index],
+                     None if data.canary_requests is None else data.canary_requests[index],
+                     None if data.baseline_requests is None else data.baseline_requests[index])
