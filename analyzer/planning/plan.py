@@ -196,7 +196,7 @@ def _advice(settings: Settings, gated: list[MetricModel], rps: float) -> list[st
     longest = _scaled(settings.steps, settings.max_seconds / _total(settings.steps),
                       settings.interval_seconds)
     last = settings.steps[-1].weight
-    for weight in range(int(last // 10 * 10 + 10), 101, 10):
+    for weight in range(int(last // 10 * 10 + 10), 91, 10):  # 100% leaves no baseline
         steps = (*longest[:-1], replace(longest[-1], weight=float(weight)))
         if _decides(settings, gated, steps, rps, _ADVICE_RUNS):
             out.append(f"a larger weight: the last step at {weight}% decides within "
@@ -223,7 +223,7 @@ def _advice(settings: Settings, gated: list[MetricModel], rps: float) -> list[st
                            f"{format_duration(settings.max_seconds)}")
                 break
     if not out:
-        out.append("none of a larger weight, a ramp of up to 72h or an absolute margin of up "
+        out.append("none of a last weight of up to 90%, a ramp of up to 72h or an absolute margin of up "
                    "to 5 points lets the gate decide: the Service has too little traffic or "
                    "too few events for its margins")
     return out
