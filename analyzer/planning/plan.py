@@ -224,8 +224,8 @@ def _advice(settings: Settings, gated: list[MetricModel], rps: float) -> list[st
                 break
     if not out:
         out.append("none of a last weight of up to 90%, a ramp of up to 72h or an absolute "
-                   "margin of up to 5 points lets the gate decide: the Service has too little traffic or "
-                   "too few events for its margins")
+                   "margin of up to 5 points lets the gate decide: the Service has too "
+                   "little traffic or too few events for its margins")
     return out
 
 
