@@ -251,6 +251,7 @@ def make_plan(settings: Settings) -> dict[str, Any]:
     return {"format": FORMAT, "config": settings.config.name,
             "alpha": settings.config.judge.alpha,
             "interval_seconds": settings.interval_seconds,
+            "max_seconds": settings.max_seconds,
             "regressions": [_key(r) for r in _regressions(settings)],
             "history": {"source": profile.source,
                         "hours": len(profile.hourly_requests_per_second),

@@ -31,6 +31,9 @@ def format_plan(plan: dict[str, Any]) -> str:
                       f"allowed max({region}))"]
         for level in ("quiet", "busy"):
             part = metric[level]
+            if level == "busy" and part == metric["quiet"]:
+                lines.append("  busy hour: as the quiet hour (the history's rate is flat)")
+                continue
             lines.append(f"  {level} hour, {part['requests_per_second']:g} req/s:")
             head = "".join(f" {'fail 95% ' + r:>14}" for r in regressions)
             lines.append(f"    {'weight':>6} {'duration':>9} {'canary req':>11} "
@@ -42,12 +45,17 @@ def format_plan(plan: dict[str, Any]) -> str:
                              f"{step['canary_requests']:>11.0f} {step['canary_events']:>8.1f}"
                              f"{fails} {_time(step['gate_50_seconds']):>10}")
             ramp = part["ramp"]
-            fails = ", ".join(f"{r} fails (95%) by {_time(ramp['fail_95_seconds'][r])}"
-                              for r in regressions)
+            horizon = format_duration(plan["max_seconds"])
+            fails = ", ".join(
+                f"{r} fails (95%) by {_time(ramp['fail_95_seconds'][r])}"
+                if ramp["fail_95_seconds"][r] is not None
+                else f"{r}: fewer than 95% fail within {horizon}" for r in regressions)
+            gate = ramp["gate_50_seconds"]
+            passes = ("the gate never passes an equal canary" if gate is None else
+                      f"the gate passes an equal canary by {_time(gate)} (median)")
             verdict = "decides" if ramp["gate_decides"] else "does NOT decide"
-            lines.append(f"    whole ramp ({format_duration(ramp['seconds'])}): {fails}; the "
-                         f"gate passes an equal canary by {_time(ramp['gate_50_seconds'])} "
-                         f"(median): {verdict}")
+            lines.append(f"    whole ramp ({format_duration(ramp['seconds'])}): {fails}; "
+                         f"{passes}: {verdict}")
     suggestion = plan["suggestion"]
     lines.append("")
     if suggestion["decides"]:

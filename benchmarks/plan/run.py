@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from simulate import Cell, check_cell  # noqa: E402
+from simulate import Cell, check_cell
 
-from analyzer.planning.forecast import Ramp  # noqa: E402
+from analyzer.planning.forecast import Ramp
 
 TRAFFIC = (20.0, 100.0, 400.0)
 ERROR_RATES = (0.002, 0.01)
