@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from clirun import run_cli
+from k8s_server import FakeKube
 from promfixture import START, IstioSide, IstioTraffic, PrometheusServer, istio_series
 
 from analyzer.planning.forecast import Margin, Ramp, Traffic, crossing_seconds
@@ -57,6 +59,31 @@ def test_rollout_file_errors(tmp_path: Path) -> None:
     path.write_text("kind: Service\n")
     with pytest.raises(StepsError, match="no document of kind Rollout"):
         read_rollout_file(str(path), 300.0)
+
+
+@pytest.mark.slow
+def test_live_rollout_steps(tmp_path: Path) -> None:
+    """``--rollout`` reads the steps of the Rollout through the Kubernetes API (a real HTTP
+    server speaking the API, reached through a kubeconfig); a missing one exits 1."""
+    kube = FakeKube()
+    kube.serve_resource("argoproj.io", "rollouts", "Rollout", {"v1alpha1"})
+    kube.start()
+    try:
+        rollout = yaml.safe_load(BACKGROUND.read_text(encoding="utf-8"))
+        rollout["metadata"]["namespace"] = "shop"
+        kube.put("argoproj.io", "rollouts", rollout)
+        kubeconfig = str(kube.write_kubeconfig(tmp_path / "kubeconfig"))
+        name = rollout["metadata"]["name"]
+        plan = _plan("--dataset", str(DEMO), "--rollout", name, "--namespace", "shop",
+                     "--kubeconfig", kubeconfig, "--max-duration", "1h")
+        assert plan["steps"] == [{"weight": 5.0, "seconds": 300.0},
+                                 {"weight": 25.0, "seconds": 300.0},
+                                 {"weight": 50.0, "seconds": 300.0}]
+        missing = run_cli("plan", "--dataset", str(DEMO), "--rollout", "nope", "--namespace",
+                          "shop", "--kubeconfig", kubeconfig)
+        assert missing.returncode == 1 and "nope" in missing.stderr
+    finally:
+        kube.stop()
 
 
 def test_forecast_is_seeded_and_orders_regressions() -> None:
@@ -102,7 +129,9 @@ def test_unreachable_prometheus_exits_1() -> None:
 
 
 def _plan(*args: str) -> dict:
-    result = run_cli("plan", "--json", "--max-duration", "2h", *args)
+    if "--max-duration" not in args:
+        args = ("--max-duration", "2h", *args)
+    result = run_cli("plan", "--json", *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

@@ -25,7 +25,7 @@ from analyzer.planning.forecast import Ramp
 from analyzer.replay import replay_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "plan"))
-from simulate import Cell, check_cell, simulate_canary
+from judged import Cell, check_cell, simulate_canary
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "datasets" / "healthy.json"

@@ -3,7 +3,7 @@
 For each cell (requests per second × error rate × true ratio 2 or 1) on a 5→25→50% ramp of
 10 minutes per step (the last held up to 2 h), the plan forecasts when 95% of 2× canaries
 have failed and when half of the equal canaries pass the gate; ``RUNS`` simulated canaries per
-cell are judged look by look by the real judge (``simulate.py``). A claim holds when the share
+cell are judged look by look by the real judge (``judged.py``). A claim holds when the share
 decided by the forecast time is at least the claimed quantile minus two standard errors; a
 forecast of "never" (a 2x canary inside the margin) holds when fewer than the quantile plus two
 standard errors decide within the whole horizon (checked on a fifth of the runs).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from simulate import Cell, check_cell
+from judged import Cell, check_cell
 
 from analyzer.planning.forecast import Ramp
 
