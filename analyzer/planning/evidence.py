@@ -115,3 +115,51 @@ def prior_jitter(seen_scale: float, count: int, true_tau2: float = 0.0) -> float
     typical = seen_scale / count if count and seen_scale > 0 else 1.0
     prior = PRIOR_INTERVALS * typical
     return (seen_scale * true_tau2 + prior * PRIOR_TAU2) / (seen_scale + prior)
+
+
+def _component_gains(share: float, ratio: float, margin: float, temper: float,
+                     upward: bool) -> np.ndarray:
+    """Expected tempered log-likelihood ratio per canary event of each mixture component
+    (alternative ``margin × (1 + r)^±1`` against ``margin``) when the true ratio is ``ratio``."""
+    theta = float(event_share(share, ratio))
+    null = float(event_share(share, margin))
+    sign = 1.0 if upward else -1.0
+    alt = event_share(share, margin * np.exp(sign * OFFSETS))
+    per_event = theta * np.log(alt / null) + (1 - theta) * np.log((1 - alt) / (1 - null))
+    return per_event / theta / max(temper, 1.0)
+
+
+def mixture_events_needed(share: float, ratio: float, margin: float, log_k: float, *,
+                          seen_events: float = 0.0, temper: float = 1.0,
+                          upward: bool = False) -> float | None:
+    """Canary events beyond ``seen_events`` after which the judge's mixture e-value reaches
+    ``exp(log_k)`` on the expected path, at a constant share, ratio, margin and tempering.
+
+    Unlike ``needed_events`` it needs no overhead factor: it evaluates the mixture itself
+    (the mean of the components' likelihood ratios, each growing at its own expected rate),
+    so the price of not knowing the ratio is paid where it is paid, early. ``upward`` is the
+    fail test, otherwise the gate. None when no component gains evidence (the ratio is on the
+    wrong side of the margin or on it).
+    """
+    gains = _component_gains(share, ratio, margin, temper, upward)
+    if gains.max() <= 0:
+        return None
+    log_n = math.log(len(gains))
+
+    def log_e(events: float) -> float:
+        values = events * gains
+        top = values.max()
+        return float(top + math.log(np.exp(values - top).sum()) - log_n)
+
+    if log_e(seen_events) >= log_k:
+        return 0.0
+    low, high = seen_events, max(seen_events, 1.0)
+    while log_e(high) < log_k:
+        low, high = high, high * 2.0
+    for _ in range(60):
+        middle = (low + high) / 2.0
+        if log_e(middle) >= log_k:
+            high = middle
+        else:
+            low = middle
+    return high - seen_events
