@@ -1,12 +1,15 @@
 """The planning model's per-event pieces (``analyzer.planning.evidence``): the margins the judge
-would use, and the "needs ≈ N more canary events" estimates the live answer can share."""
+would use, and the "needs ≈ N more" estimates the live answer can share (``evidence``, and the
+forecast continued from now, ``analyzer.planning.eta``)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
+from analyzer.planning.eta import gate_eta_seconds
 from analyzer.planning.evidence import (
     MAX_ABSOLUTE_RATIO,
     baseline_bounds,
@@ -15,6 +18,7 @@ from analyzer.planning.evidence import (
     mixture_events_needed,
     needed_events,
 )
+from analyzer.planning.forecast import Margin
 
 
 def test_event_share() -> None:
@@ -54,3 +58,16 @@ def test_mixture_estimate_counts_evidence_already_seen() -> None:
     assert mixture_events_needed(0.25, 1.6, 1.5, math.log(100)) is None  # beyond the margin
     # Fail side: a 3x canary against a 1.5x margin.
     assert mixture_events_needed(0.25, 3.0, 1.5, math.log(200), upward=True) is not None
+
+
+def test_forecast_eta_shrinks_as_the_canary_runs_and_is_none_beyond_the_margin() -> None:
+    margin = Margin(1.5, 0.0025)
+    log_k = math.log(100)
+    start = gate_eta_seconds(np.full(1, 0.25), 100.0, 0.01, 1.0, margin, log_k, 30.0,
+                             horizon_seconds=7200, runs=100)
+    later = gate_eta_seconds(np.full(20, 0.25), 100.0, 0.01, 1.0, margin, log_k, 30.0,
+                             horizon_seconds=7200, runs=100)
+    assert start is not None and later is not None and later < start
+    assert gate_eta_seconds(np.full(5, 0.25), 100.0, 0.01, 1.6, margin, log_k, 30.0,
+                            horizon_seconds=3600, runs=50) is None
+    assert gate_eta_seconds(np.zeros(0), 100.0, 0.01, 1.0, margin, log_k, 30.0) is None
