@@ -342,6 +342,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     planned = _plan_steps(args)
     if max_seconds < sum(s.seconds for s in planned):
         raise UsageError("--max-duration: shorter than the given steps")
+    if max_seconds > 48 * 3600:
+        raise UsageError("--max-duration: at most 48h (a canary that needs longer needs "
+                         "another weight or margin, which the plan's advice says)")
     profile = _plan_history(args, config)
     if not profile.hourly_requests_per_second or profile.busy <= 0:
         raise UsageError("the history has no requests: nothing to plan from")

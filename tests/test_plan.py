@@ -107,6 +107,7 @@ def test_forecast_is_seeded_and_orders_regressions() -> None:
     (["--dataset", str(DEMO), "--steps", "5:10m", "--interval", "soon"], "--interval"),
     (["--dataset", str(DEMO), "--steps", "5:10m", "--regression", "0.5"], "--regression"),
     (["--dataset", str(DEMO), "--steps", "5:3h", "--max-duration", "1h"], "--max-duration"),
+    (["--dataset", str(DEMO), "--steps", "5:3h", "--max-duration", "3d"], "--max-duration"),
     (["--dataset", "/nonexistent.json", "--steps", "5:10m"], "/nonexistent.json"),
     (["--prometheus", "http://127.0.0.1:1", "--steps", "5:10m"], "--namespace"),
     (["--prometheus", "ftp://x", "--namespace", "a", "--service", "b", "--steps", "5:10m"],
