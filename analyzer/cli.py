@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analyzer import progress
 from analyzer.config import CanaryConfig, load_config
@@ -27,6 +28,10 @@ from analyzer.metrics.connection import (
 )
 from analyzer.metrics.dataset import DatasetError
 from analyzer.preview import add_preview_parser
+
+if TYPE_CHECKING:  # the plan's modules are imported when it runs
+    from analyzer.planning.history import Profile
+    from analyzer.planning.steps import Step
 
 # The bundled example canaries of a source checkout (make demo runs from one).
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
@@ -262,9 +267,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    for suffix in ("ms", "s", "m", "h"):
+def _duration(text: str, flag: str = "--step") -> float:
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    for suffix in ("ms", "s", "m", "h", "d"):
         if text.endswith(suffix):
             number = text[: -len(suffix)]
             break
@@ -273,10 +278,85 @@ def _duration(text: str) -> float:
     try:
         value = float(number) * units[suffix]
     except ValueError:
-        raise UsageError(f"--step: {text!r} is not a duration (e.g. 30s, 1m)") from None
+        raise UsageError(f"{flag}: {text!r} is not a duration (e.g. 30s, 1m)") from None
     if not value >= 1:
-        raise UsageError(f"--step: {text!r} must be at least 1s")
+        raise UsageError(f"{flag}: {text!r} must be at least 1s")
     return value
+
+
+def _plan_history(args: argparse.Namespace, config: CanaryConfig) -> Profile:
+    from analyzer.metrics.dataset import read_dataset
+    from analyzer.metrics.prometheus import PrometheusClient
+    from analyzer.planning import history
+
+    if args.dataset:
+        if args.prometheus:
+            raise UsageError("--dataset and --prometheus: choose one source of history")
+        return history.from_dataset(read_dataset(args.dataset), config, args.dataset)
+    if not args.prometheus:
+        raise UsageError("--prometheus: give a Prometheus (with --namespace and --service) "
+                         "or --dataset FILE for the history")
+    for flag, value in (("--namespace", args.namespace), ("--service", args.service)):
+        if not value:
+            raise UsageError(f"{flag}: needed with --prometheus")
+    connection = _connection(args)
+    lookback = timedelta(seconds=_duration(args.lookback, "--lookback"))
+    if lookback < timedelta(hours=1):
+        raise UsageError("--lookback: must be at least 1h")
+    end = _cli_time(args.end, "--end") or datetime.now(UTC)
+    client = PrometheusClient(connection)
+    try:
+        return history.from_prometheus(client, config, args.namespace, args.service, end,
+                                       lookback)
+    finally:
+        client.close()
+
+
+def _plan_steps(args: argparse.Namespace) -> tuple[Step, ...]:
+    from analyzer.planning import steps
+
+    analysis = _duration(args.analysis_duration, "--analysis-duration")
+    given = [flag for flag, value in (("--steps", args.steps),
+                                      ("--rollout-file", args.rollout_file),
+                                      ("--rollout", args.rollout)) if value]
+    if len(given) != 1:
+        raise UsageError("--steps, --rollout-file or --rollout: give exactly one")
+    if args.steps:
+        return steps.parse_steps_flag(args.steps)
+    if args.rollout_file:
+        return steps.read_rollout_file(args.rollout_file, analysis)
+    from analyzer.mesh.client import KubeClient
+    from analyzer.mesh.rollout import GROUP, KIND, PLURAL, VERSION
+
+    if not args.namespace:
+        raise UsageError("--namespace: needed with --rollout")
+    with KubeClient.from_kubeconfig(args.kubeconfig) as api:
+        obj = api.get(GROUP, VERSION, args.namespace, PLURAL, args.rollout, kind=KIND)
+    return steps.rollout_steps(obj, f"Rollout {args.namespace}/{args.rollout}", analysis)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from analyzer.config import default_config
+    from analyzer.planning.plan import Settings, make_plan
+    from analyzer.planning.text import format_plan
+
+    interval = _duration(args.interval, "--interval")
+    max_seconds = _duration(args.max_duration, "--max-duration")
+    if not 1.0 < args.regression <= 100.0:
+        raise UsageError("--regression: must be above 1 and at most 100 (a ratio, e.g. 1.5)")
+    config = _config(args.config) or default_config()
+    planned = _plan_steps(args)
+    if max_seconds < sum(s.seconds for s in planned):
+        raise UsageError("--max-duration: shorter than the given steps")
+    if max_seconds > 48 * 3600:
+        raise UsageError("--max-duration: at most 48h (a canary that needs longer needs "
+                         "another weight or margin, which the plan's advice says)")
+    profile = _plan_history(args, config)
+    if not profile.hourly_requests_per_second or profile.busy <= 0:
+        raise UsageError("the history has no requests: nothing to plan from")
+    plan = make_plan(Settings(config, planned, profile, interval, args.regression, max_seconds))
+    print(json.dumps(plan) if args.json else format_plan(plan))
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,6 +446,36 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="dataset name (default: NAMESPACE-CANARY_SERVICE)")
     export.add_argument("-o", "--output", required=True, metavar="FILE")
     export.set_defaults(func=cmd_export)
+
+    plan = sub.add_parser("plan", help="how long each canary step must run for the gate to "
+                                       "decide, from the stable Service's history")
+    source = plan.add_argument_group("history (one of)")
+    source.add_argument("--prometheus", metavar="URL")
+    source.add_argument("--dataset", metavar="FILE", help="a canary-dataset/v1 file")
+    add_connection_flags(plan)
+    plan.add_argument("--namespace", metavar="NS")
+    plan.add_argument("--service", metavar="S", help="the stable Service")
+    plan.add_argument("--lookback", default="7d", help="history to read (default: %(default)s)")
+    plan.add_argument("--end", metavar="T", help="end of the history, RFC 3339 or unix "
+                                                 "seconds (default: now)")
+    given = plan.add_argument_group("steps (one of)")
+    given.add_argument("--steps", metavar="W:D,...", help="e.g. 5:10m,25:10m,50:10m")
+    given.add_argument("--rollout-file", metavar="FILE", help="a Rollout YAML file")
+    given.add_argument("--rollout", metavar="NAME", help="a live Rollout (with --namespace)")
+    plan.add_argument("--kubeconfig", metavar="PATH", help="for --rollout (default: "
+                                                           "$KUBECONFIG or ~/.kube/config)")
+    plan.add_argument("--analysis-duration", default="5m", metavar="D",
+                      help="how long an analysis step runs (default: %(default)s, the "
+                           "bundled template's 10 measurements 30 s apart)")
+    plan.add_argument("--config", metavar="FILE")
+    plan.add_argument("--interval", default="30s",
+                      help="time between the judge's looks (default: %(default)s)")
+    plan.add_argument("--regression", type=float, default=2.0, metavar="R",
+                      help="a second regression to plan for, as a ratio (default: 2)")
+    plan.add_argument("--max-duration", default="4h", metavar="D",
+                      help="longest ramp to suggest (default: %(default)s)")
+    plan.add_argument("--json", action="store_true", help="the plan as JSON (docs/plan.md)")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 

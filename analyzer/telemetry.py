@@ -135,6 +135,11 @@ class Telemetry:
         self.metric_threshold = Gauge("canary_analyzer_metric_e_value_threshold",
                                       "E-value at which the metric fails",
                                       ["namespace", "rollout", "metric"], registry=r)
+        self.gate_eta = Gauge("canary_analyzer_gate_eta_seconds",
+                              "Roughly how long the promotion gate still needs at the current "
+                              "traffic (the answer's gate.eta_seconds; +Inf while the current "
+                              "estimate would never pass)",
+                              ["namespace", "rollout", "metric"], registry=r)
         step = [*sides, "weight"]
         self.step_verdict = Gauge("canary_analyzer_step_verdict",
                                   "Last verdict at this canary weight: 1 pass, 0 "
@@ -214,6 +219,12 @@ class Telemetry:
                 value = _number(metric.get(key))
                 if value is not None:
                     gauge.labels(**labels).set(value)
+            gate = metric.get("gate")
+            if isinstance(gate, Mapping):  # +Inf: the gate would not pass at this estimate
+                eta = _number(gate.get("eta_seconds"))
+                self.gate_eta.labels(**labels).set(math.inf if eta is None else eta)
+            else:
+                _remove(self.gate_eta, namespace, rollout, metric["name"])
 
     def _track(self, namespace: str, rollout: str, canary: str, stable: str,
                metrics: Iterable[str], step: str | None, real: bool) -> _Rollout | None:
@@ -265,7 +276,7 @@ class Telemetry:
                 _remove(gauge, *sides, step)
         for name in entry.metrics:
             for gauge in (self.metric_effect, self.metric_e_value, self.metric_allowed,
-                          self.metric_threshold):
+                          self.metric_threshold, self.gate_eta):
                 _remove(gauge, namespace, rollout, name)
 
     def tracked(self) -> list[tuple[str, str]]:
