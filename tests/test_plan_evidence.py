@@ -9,15 +9,9 @@ import math
 import numpy as np
 import pytest
 
+from analyzer.judge.rate import MAX_ABSOLUTE_RATIO, event_share, needed_events
 from analyzer.planning.eta import gate_eta_seconds
-from analyzer.planning.evidence import (
-    MAX_ABSOLUTE_RATIO,
-    baseline_bounds,
-    event_share,
-    margin_ratio,
-    mixture_events_needed,
-    needed_events,
-)
+from analyzer.planning.evidence import baseline_bounds, margin_ratio, mixture_events_needed
 from analyzer.planning.forecast import Margin
 
 

@@ -159,6 +159,39 @@ def _kl(p: float, q: float) -> float:
     return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
 
 
+def event_share(share: float | np.ndarray, ratio: float | np.ndarray) -> np.ndarray:
+    """θ: the canary's expected share of the events at canary request share ``share`` and
+    canary/baseline rate ratio ``ratio``."""
+    u = np.asarray(share, dtype=float)
+    r = np.asarray(ratio, dtype=float)
+    return u * r / (u * r + 1.0 - u)
+
+
+def evidence_per_canary_event(share: float, ratio: float, margin: float,
+                              temper: float = 1.0) -> float:
+    """Expected log-evidence against "ratio = margin" per canary event when the true ratio is
+    ``ratio`` (Wald: KL divergence of the event split, per canary event), after tempering."""
+    theta = float(event_share(share, ratio))
+    bound = float(event_share(share, margin))
+    if not 0.0 < theta < 1.0 or not 0.0 < bound < 1.0:
+        return 0.0
+    return _kl(theta, bound) / theta / max(temper, 1.0)
+
+
+def needed_events(share: float, ratio: float, margin: float, missing_log_e: float,
+                  temper: float = 1.0) -> float | None:
+    """Roughly how many more canary events bring ``missing_log_e`` more log-evidence that the
+    ratio lies on the side of ``margin`` where ``ratio`` is: Wald's per-event rate with the
+    mixture's overhead. None when the ratio sits on the margin (no evidence ever accrues).
+    ``analyzer.planning`` builds its forecasts on the same model."""
+    if missing_log_e <= 0:
+        return 0.0
+    per_event = evidence_per_canary_event(share, ratio, margin, temper)
+    if per_event <= 0:
+        return None
+    return MIXTURE_OVERHEAD * missing_log_e / per_event
+
+
 def gate_needs(test: RateTest, log_k: float) -> tuple[float, float] | None:
     """Roughly how many more canary events the gate needs to show "ratio inside the increase
     margin" at level exp(-log_k), and how many canary events an interval brings now.
@@ -174,13 +207,6 @@ def gate_needs(test: RateTest, log_k: float) -> tuple[float, float] | None:
     per_interval = test.recent_canary
     if per_interval <= 0:
         return None
-    missing = log_k - test.log_e_inside_up
-    if missing <= 0:
-        return 0.0, per_interval
-    u = float(expit(test.last_logit_share))
-    theta = u * test.estimate / (u * test.estimate + 1 - u)
-    bound = u * test.gate_up / (u * test.gate_up + 1 - u)
-    per_event = _kl(theta, bound) / theta / max(test.recent_temper, 1.0)
-    if per_event <= 0:
-        return None
-    return MIXTURE_OVERHEAD * missing / per_event, per_interval
+    events = needed_events(float(expit(test.last_logit_share)), test.estimate, test.gate_up,
+                           log_k - test.log_e_inside_up, test.recent_temper)
+    return None if events is None else (events, per_interval)

@@ -1,6 +1,6 @@
 """How much longer the gate needs, during a rollout: the plan's forecast, continued from now.
 
-The live answer's first estimate (``evidence.needed_events``) divides the missing evidence by
+The live answer's first estimate (``analyzer.judge.rate.needed_events``) divides the missing evidence by
 the evidence an event brings *now*; early in a canary that rate is at its worst (the jitter
 prior tempers hardest, the baseline-rate bounds are widest), so the estimate runs long. This
 one runs the plan's forecast (``forecast.crossing_seconds``) over the canary's real shares so

@@ -8,14 +8,11 @@ true ratio ρ. Evidence against a margin ratio ``m`` grows per event by about
 (tempering) the judge applies, and a mixture over alternatives needs somewhat more than a test
 that knew the ratio (``MIXTURE_OVERHEAD``).
 
-The constants below restate the judge's published design (issue "Judge, round two";
-docs/statistics.md): the alternatives grid, the jitter prior and its weight, the tempering
-safety factor and the level of the baseline-rate bounds that turn an absolute margin into a
-ratio. They are restated, not imported, so that the plan depends on the judge's statistics and
-not on its internals; ``benchmarks/plan`` and ``tests/test_plan_simulation.py`` run the real
-judge on simulated canaries and fail when the two drift apart.
-
-``needed_events`` is the piece the live judge's "needs ≈ N more canary errors" uses.
+The judge's constants (alternatives grid, jitter prior and its weight, the level of the
+baseline-rate bounds) and its per-event model (``analyzer.judge.rate.needed_events``, which
+the live "needs ≈ N more canary errors" uses) are imported, so the plan moves with the judge;
+``benchmarks/plan`` and ``tests/test_plan_simulation.py`` run the real judge on simulated
+canaries and fail when the model and the judge drift apart.
 """
 
 from __future__ import annotations
@@ -25,62 +22,18 @@ import math
 import numpy as np
 from scipy.stats import gamma
 
-# The judge's alternatives: ratio = margin × (1 + r), r from 5% to 10×, uniform weights.
-OFFSETS = np.log1p(np.geomspace(0.05, 10.0, 30))
-# Jitter prior (per-interval log-rate variance of both sides), worth PRIOR_INTERVALS intervals;
-# a heavier one before any event was seen; tempering is 1 + TEMPER_SAFETY × overdispersion.
-PRIOR_TAU2 = 0.5
-PRIOR_INTERVALS = 4.0
-FIRST_TAU2 = 4.0
-TEMPER_SAFETY = 2.0
-# The baseline-jitter prior of the baseline-rate bounds (half the split's), and their level.
+from analyzer.judge.rate import (
+    BASELINE_BOUND_LEVEL,
+    MAX_ABSOLUTE_RATIO,
+    OFFSETS,
+    PRIOR_INTERVALS,
+    PRIOR_TAU2,
+    event_share,
+)
+
+# The judge's own constants and per-event model: the plan must drift with the judge, never
+# from it. The baseline-rate bounds use half the split's jitter prior, as the judge does.
 BASELINE_PRIOR_TAU2 = PRIOR_TAU2 / 2
-BASELINE_BOUND_LEVEL = 0.01
-# An absolute allowance counts up to this many times the baseline's rate.
-MAX_ABSOLUTE_RATIO = 20.0
-# A mixture over alternatives needs about this much more evidence than a test that knew the
-# ratio (the judge's figure; the simulations in benchmarks/plan check it).
-MIXTURE_OVERHEAD = 1.3
-
-
-def event_share(share: float | np.ndarray, ratio: float | np.ndarray) -> np.ndarray:
-    """θ: the canary's expected share of the events at canary request share ``share`` and
-    canary/baseline rate ratio ``ratio``."""
-    u = np.asarray(share, dtype=float)
-    r = np.asarray(ratio, dtype=float)
-    return u * r / (u * r + 1.0 - u)
-
-
-def _kl(p: float, q: float) -> float:
-    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
-
-
-def evidence_per_canary_event(share: float, ratio: float, margin: float,
-                              temper: float = 1.0) -> float:
-    """Expected log-evidence against "ratio = margin" per canary event when the true ratio is
-    ``ratio`` (Wald: KL divergence of the event split, per canary event), after tempering."""
-    theta = float(event_share(share, ratio))
-    bound = float(event_share(share, margin))
-    if not 0.0 < theta < 1.0 or not 0.0 < bound < 1.0:
-        return 0.0
-    return _kl(theta, bound) / theta / max(temper, 1.0)
-
-
-def needed_events(share: float, ratio: float, margin: float, missing_log_e: float,
-                  temper: float = 1.0) -> float | None:
-    """Roughly how many more canary events bring ``missing_log_e`` more log-evidence that the
-    ratio lies on the side of ``margin`` where ``ratio`` is: Wald's per-event rate with the
-    mixture's overhead. None when the ratio sits on the margin (no evidence ever accrues).
-
-    The live judge calls it for "needs ≈ N more": ``share`` the canary's latest request share,
-    ``ratio`` its estimate, ``margin`` the gate's ratio, ``temper`` the recent tempering.
-    """
-    if missing_log_e <= 0:
-        return 0.0
-    per_event = evidence_per_canary_event(share, ratio, margin, temper)
-    if per_event <= 0:
-        return None
-    return MIXTURE_OVERHEAD * missing_log_e / per_event
 
 
 def baseline_bounds(rate: float, seen_events: float, intervals: int) -> tuple[float, float]:

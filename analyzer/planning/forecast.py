@@ -19,15 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from analyzer.planning.evidence import (
-    FIRST_TAU2,
-    OFFSETS,
-    TEMPER_SAFETY,
-    baseline_bounds,
-    event_share,
-    margin_ratio,
-    prior_jitter,
-)
+from analyzer.judge.rate import FIRST_TAU2, OFFSETS, TEMPER_SAFETY, event_share
+from analyzer.planning.evidence import baseline_bounds, margin_ratio, prior_jitter
 
 RUNS = 400
 SEED = 2026
