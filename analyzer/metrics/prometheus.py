@@ -71,6 +71,9 @@ class PrometheusClient:
         self.timeout = timeout
         self.budget = budget
         self.queries: list[str] = []
+        self.samples = 0
+        """Samples (series × points) in this client's query answers: the load it put on
+        Prometheus, in the unit Prometheus' own ``query.max-samples`` limit counts."""
         self._on_query = on_query
         self._session = _BudgetSession(budget)
         connection.configure(self._session)
@@ -112,7 +115,9 @@ class PrometheusClient:
         params = {"start": f"{start.timestamp():.3f}", "end": f"{end.timestamp():.3f}"}
         result = self._ask(query, lambda: self._client.custom_query_range(
             query, start, end, repr(float(step_seconds)), params=params))
-        return _parse_result(result)
+        parsed = _parse_result(result)
+        self.samples += sum(len(series["values"]) for series in parsed)
+        return parsed
 
 
     def series_labels(self, query: str, at: datetime) -> list[dict[str, str]]:
@@ -129,6 +134,7 @@ class PrometheusClient:
                 isinstance(item, dict) and isinstance(item.get("metric"), dict)
                 for item in result):
             raise PrometheusUnavailable("answer has a malformed vector")
+        self.samples += len(result)
         return [{str(k): str(v) for k, v in item["metric"].items()} for item in result]
 
     def has_series(self, selector: str, start: datetime, end: datetime) -> bool:
