@@ -89,7 +89,8 @@ def unpack(blob: bytes) -> tuple[dict[str, MetricSeries], Carry]:
                 series[name] = HistogramSeries(got["le"], got["canary"], got["baseline"])
             else:
                 series[name] = GaugeSeries(got["canary"], got["baseline"])
-        carry = {str(k): [int(v[0]), float(v[1])] for k, v in header["carry"].items()}
+        carry = {str(query): {str(k): [int(v[0]), float(v[1])] for k, v in series_.items()}
+                 for query, series_ in header["carry"].items()}
     except (ValueError, KeyError, TypeError, IndexError, OSError) as exc:
         raise StoredMismatch(f"stored intervals unreadable ({type(exc).__name__})") from None
     lengths = {len(s) for s in series.values()}

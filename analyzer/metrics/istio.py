@@ -32,7 +32,7 @@ from analyzer.config.loading import ConfigError
 from analyzer.config.models import MetricConfig
 from analyzer.errors import InputError
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
-from analyzer.metrics.counters import align, increments, resets, to_counts
+from analyzer.metrics.counters import align_many, increments, resets, to_counts
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable, RangeSeries
 from analyzer.metrics.promql import Selector, any_of
 
@@ -120,9 +120,9 @@ class WindowData:
     """Each series' last value at or before the ``final`` point asked for (``fetch_window``)."""
 
 
-Carry = dict[str, list[float]]
-"""Series key (query and labels) → ``[point index, value]`` of its last sample at or before a
-grid point: what differencing the next interval of that series needs."""
+Carry = dict[str, dict[str, list[float]]]
+"""Query → series labels (``labels_key``) → ``[point index, value]`` of the series' last
+sample at or before a grid point: what differencing its next interval needs."""
 
 
 class SeamMismatch(Exception):
@@ -191,7 +191,7 @@ class _Fetcher:
     differencing the row gives intervals ``m+1 … n`` exactly as a full read would."""
 
     def __init__(self, client: PrometheusClient, grid: _Grid, seam: Seam | None,
-                 rows: dict[str, np.ndarray]) -> None:
+                 rows: dict[str, dict[str, np.ndarray]]) -> None:
         self.client = client
         self.full = grid
         self.seam = seam
@@ -211,59 +211,52 @@ class _Fetcher:
         if grid.intervals == 0:
             return [{"metric": labels, "values": _NO_SAMPLES, "row": np.full(1, np.nan)}
                     for labels in self.client.series_labels(query, grid.at(0))]
-        if self.seam is None:
-            found = self.client.query_range(query, grid.at(first), grid.at(grid.intervals),
-                                            grid.step)
-            for series in found:
-                series["row"] = self._keep(query, series["metric"],
-                                           align(series["values"], grid.start, grid.step,
-                                                 grid.intervals + 1))
-            return found
-        return self._since_seam(query, max(first, self.m - self.seam.overlap))
+        if self.seam is not None:
+            return self._since_seam(query, max(first, self.m - self.seam.overlap))
+        found = self.client.query_range(query, grid.at(first), grid.at(grid.intervals),
+                                        grid.step)
+        matrix = align_many([s["values"] for s in found], grid.start, grid.step,
+                            grid.intervals + 1)
+        kept = self.rows.setdefault(query, {})
+        for series, row in zip(found, matrix, strict=True):
+            series["row"] = kept[labels_key(series["metric"])] = row
+        return found
 
     def _since_seam(self, query: str, first: int) -> list[RangeSeries]:
         """Points ``first … n`` re-read, checked against the carry, plus an empty series for
         every carried series the re-read no longer returns (it still counts as matched, and
         still has a histogram's buckets, as in a full read)."""
         assert self.seam is not None
-        grid, m, carry = self.full, self.m, self.seam.carry
+        grid, m = self.full, self.m
+        carry = self.seam.carry.get(query, {})
         found = self.client.query_range(query, grid.at(first), grid.at(grid.intervals),
                                         grid.step)
-        seen = set()
-        for series in found:
-            key = series_key(query, series["metric"])
-            seen.add(key)
-            values = align(series["values"], grid.start + first * grid.step, grid.step,
-                           grid.intervals - first + 1)
-            overlap = values[:m - first + 1]
-            present = np.flatnonzero(~np.isnan(overlap))
-            got = None if not present.size else [first + int(present[-1]),
-                                                  float(overlap[present[-1]])]
-            want = carry.get(key)
-            if want is not None and want[0] < first:
-                want = None
-            if got != want:
+        matrix = align_many([s["values"] for s in found], grid.start + first * grid.step,
+                            grid.step, grid.intervals - first + 1)
+        # Each re-read series' last sample at or before the seam, as (point, value).
+        present = ~np.isnan(matrix[:, :m - first + 1])
+        last = np.where(present.any(axis=1), m - first - np.argmax(present[:, ::-1], axis=1), -1)
+        kept = self.rows.setdefault(query, {})
+        for i, series in enumerate(found):
+            key = labels_key(series["metric"])
+            got = None if last[i] < 0 else [first + int(last[i]), float(matrix[i, last[i]])]
+            stored = carry.get(key)
+            if got != (stored if stored is not None and stored[0] >= first else None):
                 raise SeamMismatch(f"{query}: a series' samples at or before the seam differ "
                                    f"from the stored ones (late samples)")
-            last = carry.get(key)
-            row = np.concatenate(([np.nan if last is None else last[1]], values[m - first + 1:]))
-            series["row"] = self._keep(query, series["metric"], row)
-        prefix = f"[{json.dumps(query)},"
+            row = matrix[i, m - first:]  # a view: column 0 (point m) becomes the carry
+            row[0] = np.nan if stored is None else stored[1]
+            series["row"] = kept[key] = row
         for key, (index, value) in carry.items():
-            if key in seen or not key.startswith(prefix):
+            if key in kept:
                 continue
             if index >= first:
                 raise SeamMismatch(f"{query}: a stored series is no longer returned")
-            labels = json.loads(key)[1]
             row = np.full(grid.intervals - m + 1, np.nan)
             row[0] = value
-            found.append({"metric": labels, "values": _NO_SAMPLES,
-                          "row": self._keep(query, labels, row)})
+            kept[key] = row
+            found.append({"metric": json.loads(key), "values": _NO_SAMPLES, "row": row})
         return found
-
-    def _keep(self, query: str, labels: Mapping[str, str], row: np.ndarray) -> np.ndarray:
-        self.rows[series_key(query, labels)] = row
-        return row
 
     def side(self, side: Side, query: str, first: int = 0) -> list[RangeSeries]:
         """``range`` for one side's own query, counting what it matched."""
@@ -288,22 +281,26 @@ class _Fetcher:
         return to_counts(increments(np.vstack(rows)).sum(axis=0))
 
 
-def series_key(query: str, labels: Mapping[str, str]) -> str:
-    """A series' identity across reads: its query and its labels, as canonical JSON."""
-    return json.dumps([query, dict(sorted(labels.items()))], separators=(",", ":"))
+def labels_key(labels: Mapping[str, str]) -> str:
+    """A series' identity across reads (within its query): its labels as canonical JSON."""
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
 
 
-def carry_at(rows: Mapping[str, np.ndarray], seam: Seam | None, final: int) -> Carry:
+def carry_at(rows: Mapping[str, Mapping[str, np.ndarray]], seam: Seam | None,
+             final: int) -> Carry:
     """Each series' last value at or before point ``final`` (≥ the seam), from its row."""
     m = 0 if seam is None else seam.stored
     out: Carry = {}
-    for key, row in rows.items():
-        head = row[:final - m + 1]
-        present = np.flatnonzero(~np.isnan(head))
-        if present.size and (present[-1] > 0 or seam is None):
-            out[key] = [m + int(present[-1]), float(head[present[-1]])]
-        elif seam is not None and key in seam.carry:
-            out[key] = seam.carry[key]
+    for query, series in rows.items():
+        before = {} if seam is None else seam.carry.get(query, {})
+        carried = out[query] = {}
+        for key, row in series.items():
+            head = row[:final - m + 1]
+            present = np.flatnonzero(~np.isnan(head))
+            if present.size and (present[-1] > 0 or seam is None):
+                carried[key] = [m + int(present[-1]), float(head[present[-1]])]
+            elif key in before:
+                carried[key] = before[key]
     return out
 
 
@@ -340,7 +337,7 @@ def fetch_window(client: PrometheusClient, metrics: Sequence[MetricConfig], side
     queries: list[str] = []
     metric_queries: dict[str, list[str]] = {}
     matched: dict[str, dict[Side, int]] = {}
-    rows: dict[str, np.ndarray] = {}
+    rows: dict[str, dict[str, np.ndarray]] = {}
     for metric in metrics:
         fetcher = _Fetcher(client, grid, seam, rows)
         out[metric.name] = _fetch_metric(fetcher, metric, sides)
@@ -451,14 +448,27 @@ def _histogram(fetcher: _Fetcher, found: Mapping[Side, list[RangeSeries]]) -> Hi
     column = {bound: i for i, bound in enumerate(common)}
     cumulative = {side: np.zeros((grid.intervals, len(common))) for side in SIDES}
 
-    def sampled(members: list[RangeSeries]) -> np.ndarray:
-        return np.vstack([s["row"] for s in members])
-
-    for (side, _), by_bound in bounds.items():
-        reset = np.asarray(resets(sampled(by_bound[math.inf])).any(axis=0), dtype=bool)
-        for bound, members in by_bound.items():
-            if bound in column:
-                cumulative[side][:, column[bound]] += increments(sampled(members), reset).sum(0)
+    # All bucket series of a side in one matrix: one differencing, one scatter-add per side.
+    for side in SIDES:
+        rows, owners, columns, inf_rows, inf_owners = [], [], [], [], []
+        for g, ((owner, _), by_bound) in enumerate(bounds.items()):
+            if owner != side:
+                continue
+            for bound, members in by_bound.items():
+                for series in members:
+                    if bound == math.inf:
+                        inf_rows.append(series["row"])
+                        inf_owners.append(g)
+                    if bound in column:
+                        rows.append(series["row"])
+                        owners.append(g)
+                        columns.append(column[bound])
+        if not rows:
+            continue
+        reset = np.zeros((len(bounds), grid.intervals), dtype=bool)
+        np.logical_or.at(reset, np.asarray(inf_owners), resets(np.vstack(inf_rows)))
+        deltas = increments(np.vstack(rows), reset[np.asarray(owners)])
+        np.add.at(cumulative[side].T, np.asarray(columns), deltas)
     counts = {side: to_counts(np.clip(np.diff(cumulative[side], axis=1, prepend=0.0), 0, None))
               for side in SIDES}
     return HistogramSeries(np.asarray(common), counts["canary"], counts["baseline"])
