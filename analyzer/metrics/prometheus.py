@@ -77,6 +77,12 @@ class PrometheusClient:
         self._on_query = on_query
         self._session = _BudgetSession(budget)
         connection.configure(self._session)
+        # Uncompressed answers: gzip was most of Prometheus' CPU for these queries (half at a
+        # 30 min window, 80-90 % at 6 h) and the client's to undo it; answers since the seam
+        # are a few KiB. Measured on loopback (benchmarks/service/README.md): a 6 h full read
+        # 357 → 181 ms, an incremental one 22.7 → 13.0 ms. A configured header wins.
+        if not any(name.lower() == "accept-encoding" for name in connection.headers):
+            self._session.headers["Accept-Encoding"] = "identity"
         # The hook sees the raw answer, which the library does not check for status "error".
         self._session.hooks["response"].append(_check_answer)
         retry = Retry(total=retries, read=0, backoff_factor=0.1,

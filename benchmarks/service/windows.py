@@ -28,6 +28,7 @@ window's end — timed over one HTTP session; its p50 is the denominator of "cal
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -218,15 +219,42 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def measure(args: argparse.Namespace, work: Path, blocks: Path, database: str
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every (window, N) phase against one Prometheus and one service, then raw PromQL."""
+    windows = [int(x) for x in args.windows.split(",")]
+    levels = [int(x) for x in args.concurrency.split(",")]
+    with PrometheusServer(work / "prometheus", blocks) as prometheus, \
+            Service(args.service_root, prometheus.url, database, args.workers,
+                    work) as service:
+        prometheus.start(timeout=60)
+        service.start(timeout=60)
+        print(f"service {service.url}, database {database.split('://')[0]}", flush=True)
+        phases = []
+        for window in windows:
+            for level in levels:
+                phases.append(phase(service.url, args.canaries, window, level, args.looks,
+                                    max(1, args.rollouts // level), args.label))
+                p = phases[-1]
+                print(f"  W={window} N={level}: p50 {p['p50_ms']:.1f} ms, "
+                      f"{p['calls_per_second']:.1f}/s, {p['samples_per_call'] or 0:.0f} "
+                      f"samples/call {p['statuses']}", flush=True)
+        raw = [raw_promql(prometheus.url, args.canaries, w, args.raw) for w in windows]
+    return phases, raw
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", default="5,30,120,360")
     parser.add_argument("--concurrency", default="1,4,16")
-    parser.add_argument("--looks", type=int, default=10)
-    parser.add_argument("--rollouts", type=int, default=2, help="rollouts per caller")
+    parser.add_argument("--looks", type=int, default=6)
+    parser.add_argument("--rollouts", type=int, default=4,
+                        help="rollouts per phase at N=1; N callers get max(1, this/N) each")
     parser.add_argument("--canaries", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--database", help="a SQLAlchemy URL (default: a SQLite file)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="a throwaway PostgreSQL cluster (tests/pgfixture.py) as database")
     parser.add_argument("--service-root", type=Path,
                         default=Path(__file__).resolve().parents[2])
     parser.add_argument("--raw", type=int, default=100, help="raw PromQL repeats per window")
@@ -238,39 +266,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing is not None:
         print(f"benchmarks/service: {missing}", file=sys.stderr)
         return 2
-    windows = [int(x) for x in args.windows.split(",")]
-    levels = [int(x) for x in args.concurrency.split(",")]
-    with tempfile.TemporaryDirectory(prefix="canary-analyzer-windows-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="canary-analyzer-windows-") as tmp, \
+            contextlib.ExitStack() as cleanup:
         work = Path(tmp)
         series = canary_series(args.canaries, args.seed)
         began = time.perf_counter()
         blocks = create_blocks(series, work / "backfill")
-        backfill = time.perf_counter() - began
+        print(f"backfill {time.perf_counter() - began:.1f} s ({len(series)} series)",
+              flush=True)
         database = args.database or f"sqlite:///{work / 'analyzer.db'}"
-        with PrometheusServer(work / "prometheus", blocks) as prometheus, \
-                Service(args.service_root, prometheus.url, database, args.workers,
-                        work) as service:
-            prometheus.start(timeout=60)
-            service.start(timeout=60)
-            print(f"backfill {backfill:.1f} s ({len(series)} series); {service.url}",
-                  flush=True)
-            phases = []
-            for window in windows:
-                for level in levels:
-                    phases.append(phase(service.url, args.canaries, window, level, args.looks,
-                                        args.rollouts, args.label))
-                    p = phases[-1]
-                    print(f"  W={window} N={level}: p50 {p['p50_ms']:.1f} ms, "
-                          f"{p['calls_per_second']:.1f}/s, {p['samples_per_call'] or 0:.0f} "
-                          f"samples/call {p['statuses']}", flush=True)
-            raw = [raw_promql(prometheus.url, args.canaries, w, args.raw) for w in windows]
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+            from pgfixture import PostgresServer
+
+            postgres = PostgresServer.start_new()
+            cleanup.callback(postgres.remove)
+            cleanup.callback(postgres.stop)
+            database = postgres.create_database("bench")
+        phases, raw = measure(args, work, blocks, database)
     result = {"benchmark": "service-windows",
               "when": datetime.now(UTC).isoformat(timespec="seconds"),
               "setup": {"label": args.label, "canaries": args.canaries,
                         "series": len(series), "workers": args.workers,
-                        "database": database.split("://")[0], "looks": args.looks,
-                        "rollouts_per_caller": args.rollouts, "cpus": os.cpu_count(),
-                        "python": platform.python_version(),
+                        "database": database.split("://")[0].split("+")[0],
+                        "looks": args.looks, "rollouts": args.rollouts,
+                        "cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average_after": os.getloadavg()[0],
                         "service_root": str(args.service_root)},
               "phases": phases, "raw_promql": raw}
     print(render(result))
