@@ -90,7 +90,8 @@ class Service(ManagedProcess):
     def __init__(self, root: Path, prometheus: str, database: str, workers: int,
                  workdir: Path) -> None:
         port = free_port()
-        command = [sys.executable, "-m", "analyzer.cli", "serve", "--host", "127.0.0.1",
+        # -P: no current directory on sys.path, so PYTHONPATH picks the checkout.
+        command = [sys.executable, "-P", "-m", "analyzer.cli", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--prometheus", prometheus, "--database", database,
                    "--log-format", "json"]
         if workers > 1:
