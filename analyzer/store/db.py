@@ -286,7 +286,8 @@ class Store:
     def record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                window_end: datetime, verdict: str, score: float, final: bool,
                response: dict[str, Any], queries: list[str],
-               intervals: StoredIntervals | None = None) -> Recorded:
+               intervals: StoredIntervals | None = None,
+               session: AnalysisSession | None = None) -> Recorded:
         """Stores one evaluation (see ``_record``), trying again while ``lock_timeout`` lasts
         when a lock is met without waiting: in WAL mode a write transaction that began as a
         read gets SQLITE_BUSY at once, not after the busy timeout, if another writer
@@ -296,7 +297,8 @@ class Store:
             try:
                 return self._record(key, config_name, start, at=at, window_end=window_end,
                                     verdict=verdict, score=score, final=final,
-                                    response=response, queries=queries, intervals=intervals)
+                                    response=response, queries=queries, intervals=intervals,
+                                    session=session)
             except StoreUnavailable as exc:
                 if not exc.locked or time.monotonic() >= deadline:
                     raise
@@ -305,7 +307,8 @@ class Store:
     def _record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                 window_end: datetime, verdict: str, score: float, final: bool,
                 response: dict[str, Any], queries: list[str],
-                intervals: StoredIntervals | None) -> Recorded:
+                intervals: StoredIntervals | None, session: AnalysisSession | None
+                ) -> Recorded:
         """Stores one evaluation in the open session of ``key``, creating the session on the
         first call, and returns its id. ``response`` is stored with that id in
         ``analysis_id``; the caller's dict is not changed.
@@ -316,6 +319,8 @@ class Store:
         from another replica, race on the unique index: the loser's insert fails, it rolls
         back and adds its evaluation to the winner's session.
 
+        ``session``: the open session of ``key`` as the caller read it at the start of the
+        call (saves looking it up again; the lookup here would race the same way).
         ``intervals`` (the session's final intervals) are saved in the same transaction, so
         a session never has intervals from a call whose evaluation was not stored; they
         replace the stored ones only if they are more, or under another fingerprint. Two
@@ -325,7 +330,7 @@ class Store:
         evaluation = {"at": _utc(at), "window_end": _utc(window_end), "verdict": verdict,
                       "score": score, "final": final, "queries": queries}
         with _unavailable_on_error("recording the evaluation"):
-            found = self.find_session(key)
+            found = session or self.find_session(key)
             if found is None:
                 row = AnalysisRow(id=str(uuid.uuid4()), namespace=key.namespace,
                                   rollout=key.rollout, selector_key=key.selectors,

@@ -197,7 +197,7 @@ def raw_promql(prometheus: str, canaries: int, window: int, repeats: int) -> dic
                     f"(increase(istio_request_duration_milliseconds_bucket{{{match}}}"
                     f"[{window}m]))"):
                 answer = session.get(f"{prometheus}/api/v1/query",
-                                     params={"query": query, "time": at}, timeout=30)
+                                     params={"query": query, "time": f"{at:.3f}"}, timeout=30)
                 answer.raise_for_status()
             times.append(time.perf_counter() - began)
     return {"window_minutes": window, "queries": 2, "repeats": len(times),
