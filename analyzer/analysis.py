@@ -335,15 +335,15 @@ class Analyzer:
             return window, diagnoses, None
         read = source.read
         after = 0 if resume is None else resume.seam.stored
+        keeps = self.store is not None and final >= after  # else no carry to compute
         try:
             window, diagnoses = read(metrics, resolved.sides, window_start, resolved.end, step,
-                                     resume=resume, final=final if final >= after else None)
+                                     resume=resume, final=final if keeps else None)
         except (SeamMismatch, StoredMismatch) as exc:
             notes.append(f"stored intervals could not be continued ({exc}); read the whole "
                          f"window")
-            resume, after = None, 0
             window, diagnoses = read(metrics, resolved.sides, window_start, resolved.end, step,
-                                     final=final)
+                                     final=final if self.store is not None else None)
         if window.carry is None or final < 1 or (
                 stored is not None and stored.fingerprint == digest and final <= stored.intervals):
             return window, diagnoses, None

@@ -237,6 +237,8 @@ def measure(args: argparse.Namespace, work: Path, blocks: Path, database: str
                 phases.append(phase(service.url, args.canaries, window, level, args.looks,
                                     max(1, args.rollouts // level), args.label))
                 p = phases[-1]
+                if args.workers > 1:  # each scrape of /metrics reads one worker's own
+                    p["samples_per_call"] = None
                 print(f"  W={window} N={level}: p50 {p['p50_ms']:.1f} ms, "
                       f"{p['calls_per_second']:.1f}/s, {p['samples_per_call'] or 0:.0f} "
                       f"samples/call {p['statuses']}", flush=True)
