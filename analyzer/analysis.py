@@ -12,6 +12,9 @@ Rollout's current pod-template-hash when Kubernetes is configured), so a second 
 inherits the first one's window. Every call asks Prometheus, however short its window, so an
 unreachable Prometheus is always a 503; a session's age is never an error (the most recent
 ``max_window`` is judged, and the answer says so).
+
+A session's final intervals are stored with each evaluation, so the next call (on any replica)
+reads from Prometheus only what came after them; ``Analyzer._read`` is that seam.
 """
 
 from __future__ import annotations
