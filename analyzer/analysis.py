@@ -290,7 +290,8 @@ class Analyzer:
             recorded = self.store.record(
                 key, resolved.config_name, start, at=now, window_end=resolved.end,
                 verdict=wire["verdict"], score=wire["score"], final=resolved.final,
-                response=wire, queries=list(window.queries), intervals=keep, session=found)
+                response=wire, queries=list(window.queries), intervals=keep,
+                replaces=stored is not None, session=found)
             report = report.with_id(recorded.session.id)
             wire = {**wire, "analysis_id": report.analysis_id}
             if recorded.created and self.telemetry is not None:

@@ -42,6 +42,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    or_,
     select,
     text,
     update,
@@ -286,7 +287,7 @@ class Store:
     def record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                window_end: datetime, verdict: str, score: float, final: bool,
                response: dict[str, Any], queries: list[str],
-               intervals: StoredIntervals | None = None,
+               intervals: StoredIntervals | None = None, replaces: bool = False,
                session: AnalysisSession | None = None) -> Recorded:
         """Stores one evaluation (see ``_record``), trying again while ``lock_timeout`` lasts
         when a lock is met without waiting: in WAL mode a write transaction that began as a
@@ -298,7 +299,7 @@ class Store:
                 return self._record(key, config_name, start, at=at, window_end=window_end,
                                     verdict=verdict, score=score, final=final,
                                     response=response, queries=queries, intervals=intervals,
-                                    session=session)
+                                    replaces=replaces, session=session)
             except StoreUnavailable as exc:
                 if not exc.locked or time.monotonic() >= deadline:
                     raise
@@ -307,8 +308,8 @@ class Store:
     def _record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                 window_end: datetime, verdict: str, score: float, final: bool,
                 response: dict[str, Any], queries: list[str],
-                intervals: StoredIntervals | None, session: AnalysisSession | None
-                ) -> Recorded:
+                intervals: StoredIntervals | None, replaces: bool,
+                session: AnalysisSession | None) -> Recorded:
         """Stores one evaluation in the open session of ``key``, creating the session on the
         first call, and returns its id. ``response`` is stored with that id in
         ``analysis_id``; the caller's dict is not changed.
@@ -322,8 +323,9 @@ class Store:
         ``session``: the open session of ``key`` as the caller read it at the start of the
         call (saves looking it up again; the lookup here would race the same way).
         ``intervals`` (the session's final intervals) are saved in the same transaction, so
-        a session never has intervals from a call whose evaluation was not stored; they
-        replace the stored ones only if they are more, or under another fingerprint. Two
+        a session never has intervals from a call whose evaluation was not stored; with
+        ``replaces`` (the caller loaded stored ones) they replace them only if they are
+        more, or under another fingerprint. Two
         callers saving a session's first intervals at once race on its primary key: the
         loser stores its evaluation without them (the winner's are as good).
         """
@@ -357,7 +359,7 @@ class Store:
                     db.add(EvaluationRow(analysis_id=found.id, **evaluation,
                                          response={**response, "analysis_id": found.id}))
                     if save is not None:
-                        _save_intervals(db, found.id, save, _utc(at))
+                        _save_intervals(db, found.id, save, _utc(at), replaces)
                     try:
                         db.commit()
                         break
@@ -428,17 +430,23 @@ def _stats_row(analysis_id: str, intervals: StoredIntervals, at: datetime) -> In
                             judge_state=intervals.judge_state, updated_at=at)
 
 
-def _save_intervals(db: Any, analysis_id: str, intervals: StoredIntervals, at: datetime) -> None:
-    """Inserts or replaces a session's stored intervals (see ``Store._record`` for when)."""
-    row = db.get(IntervalStatsRow, analysis_id)
-    if row is None:
+def _save_intervals(db: Any, analysis_id: str, intervals: StoredIntervals, at: datetime,
+                    replaces: bool) -> None:
+    """Inserts a session's stored intervals, or (``replaces``: the caller saw a row) replaces
+    them if these are more or under another fingerprint. Only writes, no read: in WAL mode a
+    transaction that reads first and writes later fails at once (SQLITE_BUSY, no busy wait)
+    when another writer committed in between, which starved callers under 32 concurrent
+    calls; a write-first transaction waits its turn."""
+    if not replaces:
         db.add(_stats_row(analysis_id, intervals, at))
-    elif row.fingerprint != intervals.fingerprint or row.intervals < intervals.intervals:
-        row.fingerprint = intervals.fingerprint
-        row.intervals = intervals.intervals
-        row.data = intervals.data
-        row.judge_state = intervals.judge_state
-        row.updated_at = at
+        return
+    db.execute(update(IntervalStatsRow)
+               .where(IntervalStatsRow.analysis_id == analysis_id,
+                      or_(IntervalStatsRow.fingerprint != intervals.fingerprint,
+                          IntervalStatsRow.intervals < intervals.intervals))
+               .values(fingerprint=intervals.fingerprint, intervals=intervals.intervals,
+                       data=intervals.data, judge_state=intervals.judge_state, updated_at=at)
+               .execution_options(synchronize_session=False))
 
 
 def _close_other_revisions(db: Any, key: SessionKey, at: datetime) -> tuple[str, ...]:
