@@ -12,6 +12,9 @@ Rollout's current pod-template-hash when Kubernetes is configured), so a second 
 inherits the first one's window. Every call asks Prometheus, however short its window, so an
 unreachable Prometheus is always a 503; a session's age is never an error (the most recent
 ``max_window`` is judged, and the answer says so).
+
+A session's final intervals are stored with each evaluation, so the next call (on any replica)
+reads from Prometheus only what came after them; ``Analyzer._read`` is that seam.
 """
 
 from __future__ import annotations
@@ -34,14 +37,18 @@ from analyzer.judge.series import RatioSeries
 from analyzer.judge.traffic import TrafficCheck
 from analyzer.mesh.facts import RolloutFacts
 from analyzer.metrics.dataset import DatasetError, parse_time
+from analyzer.metrics.intervals import StoredMismatch, fingerprint, head, pack, unpack
 from analyzer.metrics.istio import (
     SERVICE_LABEL,
+    Seam,
+    SeamMismatch,
     SelectorError,
     SideSelectors,
     WindowData,
+    window_intervals,
 )
 from analyzer.metrics.promql import Selector
-from analyzer.metrics.source import MetricSource
+from analyzer.metrics.source import IncrementalSource, MetricSource, Resume
 from analyzer.report import (
     AnalysisReport,
     MetricReport,
@@ -50,10 +57,17 @@ from analyzer.report import (
     to_wire,
 )
 from analyzer.request import JudgeRequest, RequestError
-from analyzer.store import SessionKey, Store, selector_key
+from analyzer.store import AnalysisSession, SessionKey, Store, StoredIntervals, selector_key
 from analyzer.telemetry import Telemetry
 
 DEFAULT_STEP = 30.0
+DEFAULT_FINAL_AFTER = timedelta(minutes=2)
+"""How long after its end an interval is *final*: stored, never read again except as the
+overlap. Later, its samples may still arrive (scrape and ingestion delays); until then it is
+*provisional* and re-read on every call. See docs/reliability.md."""
+SEAM_OVERLAP = 2
+"""Final intervals re-read before the seam on every call: late samples for them are seen
+(and the window read whole), not silently missed."""
 DEFAULT_MAX_WINDOW = timedelta(hours=24)
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _UNSAFE_VALUE = re.compile(r'["\\{}`\x00-\x1f\x7f]')
@@ -137,7 +151,8 @@ class Analyzer:
                  max_window: timedelta = DEFAULT_MAX_WINDOW,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  rollout_facts: RolloutSource | None = None,
-                 allow_inline_promql: bool = False) -> None:
+                 allow_inline_promql: bool = False,
+                 final_after: timedelta = DEFAULT_FINAL_AFTER) -> None:
         self.configs = dict(configs)
         self.source = source
         self.store = store
@@ -147,6 +162,7 @@ class Analyzer:
         self.clock = clock
         self.rollout_facts = rollout_facts
         self.allow_inline_promql = allow_inline_promql
+        self.final_after = final_after
 
     def resolve(self, request: JudgeRequest) -> Resolved:
         """Every check that needs neither Prometheus nor the store; ``RequestError`` if bad."""
@@ -230,8 +246,9 @@ class Analyzer:
         key = SessionKey(resolved.namespace, resolved.rollout, resolved.selectors,
                          revision or "")
         start = resolved.start
+        loaded = None if self.store is None else self.store.load_intervals(key)
+        found, stored = loaded if loaded is not None else (None, None)
         if start is None:
-            found = None if self.store is None else self.store.find_session(key)
             start = found.start if found is not None else min(now, resolved.end)
             if resolved.end < start:
                 raise RequestError("end", f"end {rfc3339(resolved.end)} is before this "
@@ -240,8 +257,8 @@ class Analyzer:
         if bounded is not None:
             notes.append(bounded)
         try:
-            window, diagnoses = self.source.read(resolved.config.metrics, resolved.sides,
-                                                 window_start, resolved.end, self.step_seconds)
+            window, diagnoses, keep = self._read(resolved, window_start, now, found, stored,
+                                                 notes, whole=bounded is not None)
         except ConfigError as exc:
             # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
             raise RequestError("config", exc.message) from None
@@ -273,7 +290,8 @@ class Analyzer:
             recorded = self.store.record(
                 key, resolved.config_name, start, at=now, window_end=resolved.end,
                 verdict=wire["verdict"], score=wire["score"], final=resolved.final,
-                response=wire, queries=list(window.queries))
+                response=wire, queries=list(window.queries), intervals=keep,
+                replaces=stored is not None, session=found)
             report = report.with_id(recorded.session.id)
             wire = {**wire, "analysis_id": report.analysis_id}
             if recorded.created and self.telemetry is not None:
@@ -283,6 +301,58 @@ class Analyzer:
                                   canary=resolved.sides.canary, stable=resolved.sides.baseline)
             self.telemetry.analysis_duration.observe(time.monotonic() - began)
         return report, wire
+
+    def _read(self, resolved: Resolved, window_start: datetime, now: datetime,
+              found: AnalysisSession | None, stored: StoredIntervals | None, notes: list[str],
+              *, whole: bool) -> tuple[WindowData, dict[str, Missing], StoredIntervals | None]:
+        """The window's data, and the session's final intervals to store with this call.
+
+        The seam between stored and new data, in one place: load the session's stored final
+        intervals → read only the intervals after them from Prometheus (plus the
+        ``SEAM_OVERLAP`` re-read) → join → (the caller judges the whole series, as always)
+        → store the final intervals of this window with the evaluation. Stored intervals
+        that do not fit (another config or grid, an unreadable blob, late samples at the
+        seam) are never used: the window is read whole, and ``notes`` says so. A bounded
+        window (``whole``) moves its start with every call and is always read whole.
+        """
+        metrics, step = resolved.config.metrics, self.step_seconds
+        n = window_intervals(window_start, resolved.end, step)
+        settled = (now - self.final_after - window_start).total_seconds() / step
+        final = max(0, min(n, math.floor(settled + 1e-9)))
+        digest = fingerprint(metrics, resolved.selectors, window_start.timestamp(), step)
+        source = self.source
+        incremental = isinstance(source, IncrementalSource) and not whole
+        resume = None
+        if incremental and found is not None and stored is not None and stored.intervals >= 1:
+            if stored.fingerprint != digest:
+                notes.append("this session's stored intervals were read with another config "
+                             "or grid; read the whole window")
+            elif stored.intervals <= n:
+                try:
+                    series, carry = unpack(stored.data)
+                    resume = Resume(series, Seam(stored.intervals, carry, SEAM_OVERLAP))
+                except StoredMismatch as exc:
+                    notes.append(f"{exc}; read the whole window")
+        if not isinstance(source, IncrementalSource) or whole:
+            window, diagnoses = source.read(metrics, resolved.sides, window_start,
+                                            resolved.end, step)
+            return window, diagnoses, None
+        read = source.read
+        after = 0 if resume is None else resume.seam.stored
+        keeps = self.store is not None and final >= after  # else no carry to compute
+        try:
+            window, diagnoses = read(metrics, resolved.sides, window_start, resolved.end, step,
+                                     resume=resume, final=final if keeps else None)
+        except (SeamMismatch, StoredMismatch) as exc:
+            notes.append(f"stored intervals could not be continued ({exc}); read the whole "
+                         f"window")
+            window, diagnoses = read(metrics, resolved.sides, window_start, resolved.end, step,
+                                     final=final if self.store is not None else None)
+        if window.carry is None or final < 1 or (
+                stored is not None and stored.fingerprint == digest and final <= stored.intervals):
+            return window, diagnoses, None
+        data = pack(head(window.series, final), window.carry)
+        return window, diagnoses, StoredIntervals(digest, final, data)
 
     def _facts(self, resolved: Resolved) -> RolloutFacts | None:
         """Kubernetes is asked only for what the request did not say."""

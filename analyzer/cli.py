@@ -135,8 +135,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from fastapi import FastAPI
 
+    from analyzer.api import serving
     from analyzer.api.app import Settings, create_app
     from analyzer.api.auth import TokenFileError
     from analyzer.config import load_config_dir
@@ -159,15 +160,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         token_file=args.token_file, prometheus=connection,
                         allow_inline_promql=args.allow_inline_promql, retention=retention,
                         store_size_limit=size_limit)
+    if args.workers < 1:
+        raise UsageError("--workers: at least 1")
     try:
-        app = create_app(settings)
+        checked = create_app(settings)
     except TokenFileError as exc:
         raise UsageError(f"--token-file: {exc}") from None
-    # Only now: the exits above print one plain line to stderr. log_config=None keeps
-    # uvicorn's loggers on this handler instead of its own.
+    app: FastAPI | None = checked
+    if args.workers > 1:
+        # Checked above; each worker builds its own app (store pool, telemetry) after the
+        # fork, so the parent holds no database connections for the children to inherit.
+        checked.state.store.close()
+        app = None
+    # Only now: the exits above print one plain line to stderr.
     configure_logging(args.log_format)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", log_config=None)
-    return EXIT_OK
+    code = serving.run(lambda: app if app is not None else create_app(settings),
+                       args.host, args.port, args.workers)
+    return EXIT_OK if code == 0 else code
 
 
 def _cli_time(value: str | None, flag: str) -> datetime | None:
@@ -387,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service Argo Rollouts calls")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="worker processes sharing the port (default 1; a judge call is "
+                            "CPU-bound, so up to one per core)")
     serve.add_argument("--prometheus", default="http://localhost:9090", metavar="URL")
     add_connection_flags(serve)
     serve.add_argument("--config-dir", metavar="DIR", help="canary configs (*.yaml, *.json)")

@@ -122,6 +122,11 @@ class Telemetry:
                                            "Wall time of one judge request", registry=r)
         self.query_duration = Histogram("canary_analyzer_prometheus_query_duration_seconds",
                                         "Wall time of one Prometheus query", registry=r)
+        self.samples_read = Histogram(
+            "canary_analyzer_prometheus_samples_read",
+            "Samples (series x points) in the Prometheus answers of one judge call",
+            buckets=(10, 100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000, 1_000_000),
+            registry=r)
         self.errors = Counter("canary_analyzer_errors", "Requests that got no verdict",
                               ["reason"], registry=r)
         # Beyond DESIGN §8, for the dashboards: margins and thresholds drawn as lines,
@@ -179,6 +184,9 @@ class Telemetry:
 
     def observe_query(self, seconds: float) -> None:
         self.query_duration.observe(seconds)
+
+    def observe_samples(self, samples: int) -> None:
+        self.samples_read.observe(samples)
 
     def error(self, reason: str) -> None:
         self.errors.labels(reason=reason).inc()

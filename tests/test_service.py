@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -416,6 +417,23 @@ def test_metrics_exposition(prometheus: PrometheusServer,
     assert ('canary_analyzer_last_verdict{canary="healthy-canary",namespace="shop",'
             'rollout="healthy",stable="healthy-stable"} 1.0') in text
     assert client.get("/openapi.json").json()["paths"]["/api/v1/judge"]
+    # Samples read per call: the first call reads its whole window (11 points per series);
+    # a later call after a stored one reads 4 (the 2-interval overlap, the seam, one new).
+    first = _samples_read(text)
+    assert first[0] == 1 and first[1] > 0
+    for k in (20, 21):
+        assert client.post("/api/v1/judge", json=body("healthy", datasets["healthy"], k,
+                                                      canary_weight=5)).status_code == 200
+        before, first = first, _samples_read(client.get("/metrics").text)
+    assert first[0] == 3
+    assert 0 < first[1] - before[1] < _samples_read(text)[1]
+
+
+def _samples_read(text: str) -> tuple[int, float]:
+    """(count, sum) of the samples-read histogram in an exposition."""
+    values = dict(re.findall(r"^canary_analyzer_prometheus_samples_read_(count|sum) (\S+)$",
+                             text, re.M))
+    return int(float(values["count"])), float(values["sum"])
 
 
 def test_serve_subprocess(prometheus: PrometheusServer, tmp_path: Path,

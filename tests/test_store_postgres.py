@@ -406,7 +406,7 @@ def test_migration_0003_keeps_sessions(any_url: str) -> None:
             ":at, :at)"), {"ns": NS, "key": KEY, "at": at})
     store = Store(any_url)
     try:
-        assert _version(any_url) == head_revision() == "0003"
+        assert _version(any_url) == head_revision()
         (session,) = store.list_analyses()
         assert session["evaluations_pruned"] == 0 and session["last_evaluation"] is None
         assert _record(store, SessionKey(NS, "r", KEY, "aaa"), at).session.id == "s"
@@ -416,3 +416,43 @@ def test_migration_0003_keeps_sessions(any_url: str) -> None:
         command.downgrade(alembic_config(connection), "0002")
     engine.dispose()
     assert _version(any_url) == "0002" and _count(any_url, "evaluations") == 1
+
+
+def test_workers_share_sessions_and_stored_intervals(any_url: str, prometheus: PrometheusServer,
+                                                      dataset: Dataset, tmp_path: Path) -> None:
+    """``serve --workers 2``: concurrent first calls land in one session whichever worker
+    takes them, later calls continue it from the stored intervals (no whole-window note),
+    and stopping the parent stops every worker."""
+    serve = ServeProcess(tmp_path, prometheus.url, any_url, extra=("--workers", "2"))
+    serve.start(timeout=45)
+    try:
+        t0 = dataset.start.timestamp()
+
+        def judge(end: float) -> Answer:
+            answer = call(f"{serve.url}/api/v1/judge", {
+                "namespace": NS, "rollout": "checkout", "canary_service": CANARY,
+                "baseline_service": BASELINE, "start": t0, "end": end})
+            assert answer.status == 200, answer.raw
+            return answer
+
+        answers: list[Answer] = []
+        barrier = threading.Barrier(6)
+
+        def first_call() -> None:
+            barrier.wait(10)
+            answers.append(judge(t0 + 600))
+
+        callers = [threading.Thread(target=first_call) for _ in range(6)]
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join(30)
+        assert len({a.body["analysis_id"] for a in answers}) == 1 and len(answers) == 6
+        for k in range(1, 7):
+            later = judge(t0 + 600 + 30 * k)
+            assert later.body["analysis_id"] == answers[0].body["analysis_id"]
+            assert not any("whole window" in note for note in later.body["notes"])
+        assert _count(any_url, "analyses") == 1 and _count(any_url, "interval_stats") == 1
+    finally:
+        serve.stop()
+    assert not serve.running

@@ -108,7 +108,8 @@ def create_app(settings: Settings) -> FastAPI:
                                 timeout=settings.prometheus_timeout,
                                 budget=settings.prometheus_timeout, on_query=on_query)
 
-    source = PrometheusSource(client_factory, on_query=telemetry.observe_query)
+    source = PrometheusSource(client_factory, on_query=telemetry.observe_query,
+                              on_samples=telemetry.observe_samples)
     analyzer = Analyzer(configs, source, store=store, telemetry=telemetry,
                         step_seconds=settings.step_seconds, max_window=settings.max_window,
                         rollout_facts=_rollout_source(settings),

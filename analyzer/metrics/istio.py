@@ -17,6 +17,7 @@ classified in Python on each series' ``response_code`` label, and bucket bounds 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -31,7 +32,7 @@ from analyzer.config.loading import ConfigError
 from analyzer.config.models import MetricConfig
 from analyzer.errors import InputError
 from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, RatioSeries
-from analyzer.metrics.counters import align, increments, resets, summed_increments, to_counts
+from analyzer.metrics.counters import align_many, increments, resets, to_counts
 from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable, RangeSeries
 from analyzer.metrics.promql import Selector, any_of
 
@@ -113,6 +114,32 @@ class WindowData:
     metric_queries: dict[str, list[str]]
     matched: dict[str, dict[Side, int]]
     """Series each side's selector matched, per metric (0: the selector matches nothing)."""
+    first: int = 0
+    """Intervals of the window before those in ``series`` (a read since a ``Seam``)."""
+    carry: Carry | None = None
+    """Each series' last value at or before the ``final`` point asked for (``fetch_window``)."""
+
+
+Carry = dict[str, dict[str, list[float]]]
+"""Query → series labels (``labels_key``) → ``[point index, value]`` of the series' last
+sample at or before a grid point: what differencing its next interval needs."""
+
+
+class SeamMismatch(Exception):
+    """A re-read of stored intervals disagrees with what was stored (a late sample, deleted
+    series, changed buckets): the stored intervals cannot be continued."""
+
+
+@dataclass(frozen=True)
+class Seam:
+    """Where a window's stored intervals end: intervals ``1 … stored`` are kept elsewhere, and
+    ``carry`` (at point ``stored``) continues every series exactly. A read since the seam asks
+    Prometheus for points ``stored - overlap … n`` only; the overlap's samples must agree with
+    ``carry``, else ``SeamMismatch``."""
+
+    stored: int
+    carry: Carry
+    overlap: int = 2
 
 
 @dataclass(frozen=True)
@@ -158,23 +185,78 @@ def _side_plan(canary: Selector, baseline: Selector) -> _Plan:
 
 
 class _Fetcher:
-    def __init__(self, client: PrometheusClient, grid: _Grid) -> None:
+    """Runs one metric's queries and turns each returned series into a ``row``: its values at
+    points ``m … n``, where ``m`` is the seam (0 for a full read, whose row starts at the
+    baseline point ``p_0``). After a seam, column 0 is the series' carried last value, so
+    differencing the row gives intervals ``m+1 … n`` exactly as a full read would."""
+
+    def __init__(self, client: PrometheusClient, grid: _Grid, seam: Seam | None,
+                 rows: dict[str, dict[str, np.ndarray]]) -> None:
         self.client = client
-        self.grid = grid
+        self.full = grid
+        self.seam = seam
+        self.m = 0 if seam is None else seam.stored
+        self.grid = _Grid(grid.start + self.m * grid.step, grid.step, grid.intervals - self.m)
         self.queries: list[str] = []
         self.matched: dict[Side, int] = {"canary": 0, "baseline": 0}
+        self.rows = rows
 
     def range(self, query: str, first: int = 0) -> list[RangeSeries]:
-        """``query`` at points ``first … intervals``. A window without a complete interval
-        is still asked (an instant query at its start, series without samples): every call
-        asks Prometheus, so its being down is a 503 and never a verdict, and the answer says
-        whether each side's selector matches anything at all."""
+        """``query`` at points ``first … intervals`` (after a seam: from the overlap on). A
+        window without a complete interval is still asked (an instant query at its start,
+        series without samples): every call asks Prometheus, so its being down is a 503 and
+        never a verdict, and the answer says whether each side's selector matches anything."""
         self.queries.append(query)
-        grid = self.grid
+        grid = self.full
         if grid.intervals == 0:
-            return [{"metric": labels, "values": _NO_SAMPLES}
+            return [{"metric": labels, "values": _NO_SAMPLES, "row": np.full(1, np.nan)}
                     for labels in self.client.series_labels(query, grid.at(0))]
-        return self.client.query_range(query, grid.at(first), grid.at(grid.intervals), grid.step)
+        if self.seam is not None:
+            return self._since_seam(query, max(first, self.m - self.seam.overlap))
+        found = self.client.query_range(query, grid.at(first), grid.at(grid.intervals),
+                                        grid.step)
+        matrix = align_many([s["values"] for s in found], grid.start, grid.step,
+                            grid.intervals + 1)
+        kept = self.rows.setdefault(query, {})
+        for series, row in zip(found, matrix, strict=True):
+            series["row"] = kept[labels_key(series["metric"])] = row
+        return found
+
+    def _since_seam(self, query: str, first: int) -> list[RangeSeries]:
+        """Points ``first … n`` re-read, checked against the carry, plus an empty series for
+        every carried series the re-read no longer returns (it still counts as matched, and
+        still has a histogram's buckets, as in a full read)."""
+        assert self.seam is not None
+        grid, m = self.full, self.m
+        carry = self.seam.carry.get(query, {})
+        found = self.client.query_range(query, grid.at(first), grid.at(grid.intervals),
+                                        grid.step)
+        matrix = align_many([s["values"] for s in found], grid.start + first * grid.step,
+                            grid.step, grid.intervals - first + 1)
+        # Each re-read series' last sample at or before the seam, as (point, value).
+        present = ~np.isnan(matrix[:, :m - first + 1])
+        last = np.where(present.any(axis=1), m - first - np.argmax(present[:, ::-1], axis=1), -1)
+        kept = self.rows.setdefault(query, {})
+        for i, series in enumerate(found):
+            key = labels_key(series["metric"])
+            got = None if last[i] < 0 else [first + int(last[i]), float(matrix[i, last[i]])]
+            stored = carry.get(key)
+            if got != (stored if stored is not None and stored[0] >= first else None):
+                raise SeamMismatch(f"{query}: a series' samples at or before the seam differ "
+                                   f"from the stored ones (late samples)")
+            row = matrix[i, m - first:]  # a view: column 0 (point m) becomes the carry
+            row[0] = np.nan if stored is None else stored[1]
+            series["row"] = kept[key] = row
+        for key, (index, value) in carry.items():
+            if key in kept:
+                continue
+            if index >= first:
+                raise SeamMismatch(f"{query}: a stored series is no longer returned")
+            row = np.full(grid.intervals - m + 1, np.nan)
+            row[0] = value
+            kept[key] = row
+            found.append({"metric": json.loads(key), "values": _NO_SAMPLES, "row": row})
+        return found
 
     def side(self, side: Side, query: str, first: int = 0) -> list[RangeSeries]:
         """``range`` for one side's own query, counting what it matched."""
@@ -193,38 +275,79 @@ class _Fetcher:
         return out
 
     def counts(self, series: Iterable[RangeSeries]) -> np.ndarray:
-        return to_counts(summed_increments([s["values"] for s in series], self.grid.start,
-                                           self.grid.step, self.grid.intervals))
+        rows = [s["row"] for s in series]
+        if not rows:
+            return to_counts(np.zeros(self.grid.intervals))
+        return to_counts(increments(np.vstack(rows)).sum(axis=0))
+
+
+def labels_key(labels: Mapping[str, str]) -> str:
+    """A series' identity across reads (within its query): its labels as canonical JSON."""
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+
+
+def carry_at(rows: Mapping[str, Mapping[str, np.ndarray]], seam: Seam | None,
+             final: int) -> Carry:
+    """Each series' last value at or before point ``final`` (≥ the seam), from its row."""
+    m = 0 if seam is None else seam.stored
+    out: Carry = {}
+    for query, series in rows.items():
+        before = {} if seam is None else seam.carry.get(query, {})
+        carried = out[query] = {}
+        for key, row in series.items():
+            head = row[:final - m + 1]
+            present = np.flatnonzero(~np.isnan(head))
+            if present.size and (present[-1] > 0 or seam is None):
+                carried[key] = [m + int(present[-1]), float(head[present[-1]])]
+            elif key in before:
+                carried[key] = before[key]
+    return out
+
+
+def window_intervals(start: datetime, end: datetime, step_seconds: float) -> int:
+    """Complete intervals of ``step_seconds`` from ``start`` to ``end``."""
+    origin = round(start.timestamp(), 3)
+    return max(0, math.floor((end.timestamp() - origin) / step_seconds + 1e-9))
 
 
 def fetch_window(client: PrometheusClient, metrics: Sequence[MetricConfig], sides: SideSelectors,
-                 start: datetime, end: datetime, step_seconds: float) -> WindowData:
+                 start: datetime, end: datetime, step_seconds: float, *,
+                 seam: Seam | None = None, final: int | None = None) -> WindowData:
     """Queries every metric for the window ``[start, end]`` cut into intervals of ``step_seconds``.
 
     Intervals end at ``start + step``, ``start + 2·step``, … ≤ ``end`` (a trailing partial
     interval is left for the next call). A metric with no series at all gets zero counts
     (ratio, histogram) or NaN (gauge), which the judge reports as ``nodata``. Raises
     ``PrometheusUnavailable`` when Prometheus fails, ``ValueError`` for unusable input.
+
+    With a ``seam`` (1 ≤ ``seam.stored`` ≤ intervals), only intervals after it are read and
+    returned (``WindowData.first``), or ``SeamMismatch``. With ``final`` (≥ the seam), the
+    answer's ``carry`` continues every series after interval ``final``.
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be timezone-aware")
     if not (math.isfinite(step_seconds) and step_seconds >= 0.001):
         raise ValueError("step_seconds must be at least 0.001")
     origin = round(start.timestamp(), 3)
-    intervals = max(0, math.floor((end.timestamp() - origin) / step_seconds + 1e-9))
+    intervals = window_intervals(start, end, step_seconds)
+    if seam is not None and not 1 <= seam.stored <= intervals:
+        raise ValueError("the seam must be within the window")
     grid = _Grid(origin, float(step_seconds), intervals)
     out: dict[str, MetricSeries] = {}
     queries: list[str] = []
     metric_queries: dict[str, list[str]] = {}
     matched: dict[str, dict[Side, int]] = {}
+    rows: dict[str, dict[str, np.ndarray]] = {}
     for metric in metrics:
-        fetcher = _Fetcher(client, grid)
+        fetcher = _Fetcher(client, grid, seam, rows)
         out[metric.name] = _fetch_metric(fetcher, metric, sides)
         metric_queries[metric.name] = fetcher.queries
         matched[metric.name] = fetcher.matched
         queries += fetcher.queries
+    first = 0 if seam is None else seam.stored
     timestamps = np.arange(1, intervals + 1) * grid.step
-    return WindowData(timestamps, out, queries, metric_queries, matched)
+    carry = None if final is None else carry_at(rows, seam, final)
+    return WindowData(timestamps, out, queries, metric_queries, matched, first, carry)
 
 
 def _fetch_metric(fetcher: _Fetcher, metric: MetricConfig, sides: SideSelectors) -> MetricSeries:
@@ -289,8 +412,8 @@ def _gauge(fetcher: _Fetcher, name: str, queries: Mapping[Side, str]) -> GaugeSe
             raise ConfigError(f"metric {name}: {side} query returned {len(result)} series; "
                               f"aggregate it to one (e.g. sum(...) or max(...))",
                               f"metrics.{name}")
-        samples = result[0]["values"] if result else []
-        values[side] = align(samples, grid.start + grid.step, grid.step, grid.intervals)
+        values[side] = (result[0]["row"][1:] if result and grid.intervals
+                        else np.full(grid.intervals, np.nan))
     return GaugeSeries(values["canary"], values["baseline"])
 
 
@@ -325,15 +448,27 @@ def _histogram(fetcher: _Fetcher, found: Mapping[Side, list[RangeSeries]]) -> Hi
     column = {bound: i for i, bound in enumerate(common)}
     cumulative = {side: np.zeros((grid.intervals, len(common))) for side in SIDES}
 
-    def sampled(members: list[RangeSeries]) -> np.ndarray:
-        return np.vstack([align(s["values"], grid.start, grid.step, grid.intervals + 1)
-                          for s in members])
-
-    for (side, _), by_bound in bounds.items():
-        reset = np.asarray(resets(sampled(by_bound[math.inf])).any(axis=0), dtype=bool)
-        for bound, members in by_bound.items():
-            if bound in column:
-                cumulative[side][:, column[bound]] += increments(sampled(members), reset).sum(0)
+    # All bucket series of a side in one matrix: one differencing, one scatter-add per side.
+    for side in SIDES:
+        rows, owners, columns, inf_rows, inf_owners = [], [], [], [], []
+        for g, ((owner, _), by_bound) in enumerate(bounds.items()):
+            if owner != side:
+                continue
+            for bound, members in by_bound.items():
+                for series in members:
+                    if bound == math.inf:
+                        inf_rows.append(series["row"])
+                        inf_owners.append(g)
+                    if bound in column:
+                        rows.append(series["row"])
+                        owners.append(g)
+                        columns.append(column[bound])
+        if not rows:
+            continue
+        reset = np.zeros((len(bounds), grid.intervals), dtype=bool)
+        np.logical_or.at(reset, np.asarray(inf_owners), resets(np.vstack(inf_rows)))
+        deltas = increments(np.vstack(rows), reset[np.asarray(owners)])
+        np.add.at(cumulative[side].T, np.asarray(columns), deltas)
     counts = {side: to_counts(np.clip(np.diff(cumulative[side], axis=1, prepend=0.0), 0, None))
               for side in SIDES}
     return HistogramSeries(np.asarray(common), counts["canary"], counts["baseline"])

@@ -8,14 +8,17 @@ the whole service path run without a Prometheus process, e.g. to check that the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from analyzer.config.models import MetricConfig
 from analyzer.judge.evidence import Missing
+from analyzer.judge.series import MetricSeries
 from analyzer.metrics.diagnosis import diagnose
-from analyzer.metrics.istio import SideSelectors, WindowData, fetch_window
+from analyzer.metrics.intervals import join
+from analyzer.metrics.istio import Seam, SideSelectors, WindowData, fetch_window
 from analyzer.metrics.prometheus import PrometheusClient
 
 ClientFactory = Callable[[Callable[[float], None] | None], PrometheusClient]
@@ -33,19 +36,54 @@ class MetricSource(Protocol):
         ...
 
 
-class PrometheusSource:
-    """Reads windows from Prometheus, one client per read."""
+@dataclass(frozen=True)
+class Resume:
+    """A window's stored first intervals (``series``) and the seam that continues them."""
 
-    def __init__(self, client_factory: ClientFactory,
-                 on_query: Callable[[float], None] | None = None) -> None:
-        self.client_factory = client_factory
-        self.on_query = on_query
+    series: Mapping[str, MetricSeries]
+    seam: Seam
+
+
+@runtime_checkable
+class IncrementalSource(Protocol):
+    """A ``MetricSource`` that can continue stored intervals (see ``PrometheusSource``)."""
+
+    incremental: bool
 
     def read(self, metrics: Sequence[MetricConfig], sides: SideSelectors, start: datetime,
-             end: datetime, step_seconds: float) -> tuple[WindowData, dict[str, Missing]]:
+             end: datetime, step_seconds: float, *, resume: Resume | None = None,
+             final: int | None = None) -> tuple[WindowData, dict[str, Missing]]: ...
+
+
+class PrometheusSource:
+    """Reads windows from Prometheus, one client per read.
+
+    ``incremental``: ``read`` also takes ``resume`` (read only the intervals after stored
+    ones, then join them; ``SeamMismatch`` or ``StoredMismatch`` when that cannot be done
+    exactly) and ``final`` (the answer's ``carry`` continues the window after that interval).
+    ``on_samples`` is called with the number of samples (series × points) each read got.
+    """
+
+    incremental = True
+
+    def __init__(self, client_factory: ClientFactory,
+                 on_query: Callable[[float], None] | None = None,
+                 on_samples: Callable[[int], None] | None = None) -> None:
+        self.client_factory = client_factory
+        self.on_query = on_query
+        self.on_samples = on_samples
+
+    def read(self, metrics: Sequence[MetricConfig], sides: SideSelectors, start: datetime,
+             end: datetime, step_seconds: float, *, resume: Resume | None = None,
+             final: int | None = None) -> tuple[WindowData, dict[str, Missing]]:
         client = self.client_factory(self.on_query)
         try:
-            window = fetch_window(client, metrics, sides, start, end, step_seconds)
+            window = fetch_window(client, metrics, sides, start, end, step_seconds,
+                                  seam=None if resume is None else resume.seam, final=final)
+            if resume is not None:
+                window = replace(window, series=join(resume.series, window.series), first=0)
             return window, diagnose(client, metrics, sides, window, end)
         finally:
+            if self.on_samples is not None:
+                self.on_samples(client.samples)
             client.close()

@@ -5,10 +5,19 @@ from analyzer.store.db import (
     Recorded,
     SessionKey,
     Store,
+    StoredIntervals,
     StoreUnavailable,
     database_url,
     selector_key,
 )
 
-__all__ = ["AnalysisSession", "Recorded", "SessionKey", "Store", "StoreUnavailable",
-           "database_url", "selector_key"]
+__all__ = [
+    "AnalysisSession",
+    "Recorded",
+    "SessionKey",
+    "Store",
+    "StoreUnavailable",
+    "StoredIntervals",
+    "database_url",
+    "selector_key",
+]

@@ -36,10 +36,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     create_engine,
+    delete,
     event,
     func,
+    or_,
     select,
     text,
     update,
@@ -113,6 +116,31 @@ class EvaluationRow(Base):
     final: Mapped[bool] = mapped_column(Boolean)
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
     queries: Mapped[list[str]] = mapped_column(JSON)
+
+
+class IntervalStatsRow(Base):
+    """A session's final intervals (migration 0004; see ``analyzer.metrics.intervals``)."""
+
+    __tablename__ = "interval_stats"
+
+    analysis_id: Mapped[str] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    intervals: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    judge_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class StoredIntervals:
+    """What a session has stored of its intervals: ``intervals`` final intervals in ``data``,
+    valid under ``fingerprint``; ``judge_state`` is for an incremental judge (else None)."""
+
+    fingerprint: str
+    intervals: int
+    data: bytes
+    judge_state: bytes | None = None
 
 
 def selector_key(canary: Mapping[str, str], baseline: Mapping[str, str], reporter: str) -> str:
@@ -239,9 +267,28 @@ class Store:
             return None if row is None else AnalysisSession(row.id, _utc(row.start),
                                                             row.revision)
 
+    def load_intervals(self, key: SessionKey) -> tuple[AnalysisSession, StoredIntervals | None
+                                                         ] | None:
+        """The open session of ``key`` with its stored intervals (one read), if it exists."""
+        with _unavailable_on_error("reading the analysis session"), self._sessions() as db:
+            found = db.execute(
+                select(AnalysisRow, IntervalStatsRow)
+                .outerjoin(IntervalStatsRow, IntervalStatsRow.analysis_id == AnalysisRow.id)
+                .where(*_is(key), AnalysisRow.closed_at.is_(None))).first()
+            if found is None:
+                return None
+            row, stats = found
+            session = AnalysisSession(row.id, _utc(row.start), row.revision)
+            if stats is None:
+                return session, None
+            return session, StoredIntervals(stats.fingerprint, stats.intervals,
+                                            bytes(stats.data), stats.judge_state)
+
     def record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                window_end: datetime, verdict: str, score: float, final: bool,
-               response: dict[str, Any], queries: list[str]) -> Recorded:
+               response: dict[str, Any], queries: list[str],
+               intervals: StoredIntervals | None = None, replaces: bool = False,
+               session: AnalysisSession | None = None) -> Recorded:
         """Stores one evaluation (see ``_record``), trying again while ``lock_timeout`` lasts
         when a lock is met without waiting: in WAL mode a write transaction that began as a
         read gets SQLITE_BUSY at once, not after the busy timeout, if another writer
@@ -251,7 +298,8 @@ class Store:
             try:
                 return self._record(key, config_name, start, at=at, window_end=window_end,
                                     verdict=verdict, score=score, final=final,
-                                    response=response, queries=queries)
+                                    response=response, queries=queries, intervals=intervals,
+                                    replaces=replaces, session=session)
             except StoreUnavailable as exc:
                 if not exc.locked or time.monotonic() >= deadline:
                     raise
@@ -259,7 +307,9 @@ class Store:
 
     def _record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                 window_end: datetime, verdict: str, score: float, final: bool,
-                response: dict[str, Any], queries: list[str]) -> Recorded:
+                response: dict[str, Any], queries: list[str],
+                intervals: StoredIntervals | None, replaces: bool,
+                session: AnalysisSession | None) -> Recorded:
         """Stores one evaluation in the open session of ``key``, creating the session on the
         first call, and returns its id. ``response`` is stored with that id in
         ``analysis_id``; the caller's dict is not changed.
@@ -269,11 +319,20 @@ class Store:
         and a retried call is not a duplicate. Concurrent first calls, from this process or
         from another replica, race on the unique index: the loser's insert fails, it rolls
         back and adds its evaluation to the winner's session.
+
+        ``session``: the open session of ``key`` as the caller read it at the start of the
+        call (saves looking it up again; the lookup here would race the same way).
+        ``intervals`` (the session's final intervals) are saved in the same transaction, so
+        a session never has intervals from a call whose evaluation was not stored; with
+        ``replaces`` (the caller loaded stored ones) they replace them only if they are
+        more, or under another fingerprint. Two
+        callers saving a session's first intervals at once race on its primary key: the
+        loser stores its evaluation without them (the winner's are as good).
         """
         evaluation = {"at": _utc(at), "window_end": _utc(window_end), "verdict": verdict,
                       "score": score, "final": final, "queries": queries}
         with _unavailable_on_error("recording the evaluation"):
-            found = self.find_session(key)
+            found = session or self.find_session(key)
             if found is None:
                 row = AnalysisRow(id=str(uuid.uuid4()), namespace=key.namespace,
                                   rollout=key.rollout, selector_key=key.selectors,
@@ -284,6 +343,8 @@ class Store:
                     db.add(row)
                     db.add(EvaluationRow(analysis_id=row.id, **evaluation,
                                          response={**response, "analysis_id": row.id}))
+                    if intervals is not None:
+                        db.add(_stats_row(row.id, intervals, _utc(at)))
                     try:
                         db.commit()
                         return Recorded(AnalysisSession(row.id, _utc(start), key.revision),
@@ -293,10 +354,19 @@ class Store:
                 found = self.find_session(key)
                 if found is None:  # pragma: no cover - the row that won cannot vanish
                     raise RuntimeError("analysis session vanished after a conflicting insert")
-            with self._sessions() as db:
-                db.add(EvaluationRow(analysis_id=found.id, **evaluation,
-                                     response={**response, "analysis_id": found.id}))
-                db.commit()
+            for save in (intervals, None) if intervals is not None else (None,):
+                with self._sessions() as db:
+                    db.add(EvaluationRow(analysis_id=found.id, **evaluation,
+                                         response={**response, "analysis_id": found.id}))
+                    if save is not None:
+                        _save_intervals(db, found.id, save, _utc(at), replaces)
+                    try:
+                        db.commit()
+                        break
+                    except IntegrityError:
+                        db.rollback()
+                        if save is None:
+                            raise
             return Recorded(found, created=False, closed=())
 
     def list_analyses(self, namespace: str | None = None, rollout: str | None = None,
@@ -354,6 +424,31 @@ def _is(key: SessionKey) -> tuple[Any, ...]:
             AnalysisRow.selector_key == key.selectors, AnalysisRow.revision == key.revision)
 
 
+def _stats_row(analysis_id: str, intervals: StoredIntervals, at: datetime) -> IntervalStatsRow:
+    return IntervalStatsRow(analysis_id=analysis_id, fingerprint=intervals.fingerprint,
+                            intervals=intervals.intervals, data=intervals.data,
+                            judge_state=intervals.judge_state, updated_at=at)
+
+
+def _save_intervals(db: Any, analysis_id: str, intervals: StoredIntervals, at: datetime,
+                    replaces: bool) -> None:
+    """Inserts a session's stored intervals, or (``replaces``: the caller saw a row) replaces
+    them if these are more or under another fingerprint. Only writes, no read: in WAL mode a
+    transaction that reads first and writes later fails at once (SQLITE_BUSY, no busy wait)
+    when another writer committed in between, which starved callers under 32 concurrent
+    calls; a write-first transaction waits its turn."""
+    if not replaces:
+        db.add(_stats_row(analysis_id, intervals, at))
+        return
+    db.execute(update(IntervalStatsRow)
+               .where(IntervalStatsRow.analysis_id == analysis_id,
+                      or_(IntervalStatsRow.fingerprint != intervals.fingerprint,
+                          IntervalStatsRow.intervals < intervals.intervals))
+               .values(fingerprint=intervals.fingerprint, intervals=intervals.intervals,
+                       data=intervals.data, judge_state=intervals.judge_state, updated_at=at)
+               .execution_options(synchronize_session=False))
+
+
 def _close_other_revisions(db: Any, key: SessionKey, at: datetime) -> tuple[str, ...]:
     """Closes the rollout's open sessions of other known revisions. A call that cannot name
     its revision (``""``) closes nothing: it cannot tell a new release from the old one."""
@@ -365,6 +460,8 @@ def _close_other_revisions(db: Any, key: SessionKey, at: datetime) -> tuple[str,
     ids = tuple(db.scalars(select(AnalysisRow.id).where(*others)).all())
     if ids:
         db.execute(update(AnalysisRow).where(AnalysisRow.id.in_(ids)).values(closed_at=at))
+        # A closed session is never continued: its intervals are dead weight.
+        db.execute(delete(IntervalStatsRow).where(IntervalStatsRow.analysis_id.in_(ids)))
     return ids
 
 
@@ -414,4 +511,4 @@ def _evaluation_dict(row: EvaluationRow, *, full: bool) -> dict[str, Any]:
 
 
 __all__ = ["AnalysisSession", "Recorded", "SessionKey", "Store", "StoreUnavailable",
-           "database_url", "selector_key"]
+           "StoredIntervals", "database_url", "selector_key"]

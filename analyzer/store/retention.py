@@ -32,6 +32,7 @@ from analyzer.errors import InputError
 from analyzer.store.db import (
     AnalysisRow,
     EvaluationRow,
+    IntervalStatsRow,
     Store,
     StoreUnavailable,
     _unavailable_on_error,
@@ -186,6 +187,9 @@ class Pruner:
                                 .where(AnalysisRow.closed_at.is_(None),
                                        AnalysisRow.created_at < cutoff, ~left)
                                 .values(closed_at=_utc(self.clock())))
+            # Closed sessions are never continued: their stored intervals go too.
+            db.execute(delete(IntervalStatsRow).where(IntervalStatsRow.analysis_id.in_(
+                select(AnalysisRow.id).where(AnalysisRow.closed_at.is_not(None)))))
             db.commit()
         return int(getattr(closed, "rowcount", 0) or 0)
 
