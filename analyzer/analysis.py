@@ -20,20 +20,24 @@ reads from Prometheus only what came after them; ``Analyzer._read`` is that seam
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
 import re
 import time
+import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from analyzer.config import CanaryConfig, ConfigError, parse_config
-from analyzer.judge.evaluate import JudgeInputError, judge
+from analyzer.judge.evaluate import JudgeInputError
 from analyzer.judge.evidence import Missing
 from analyzer.judge.series import RatioSeries
+from analyzer.judge.stream import JudgeState
 from analyzer.judge.traffic import TrafficCheck
 from analyzer.mesh.facts import RolloutFacts
 from analyzer.metrics.dataset import DatasetError, parse_time
@@ -60,6 +64,7 @@ from analyzer.request import JudgeRequest, RequestError
 from analyzer.store import AnalysisSession, SessionKey, Store, StoredIntervals, selector_key
 from analyzer.telemetry import Telemetry
 
+log = logging.getLogger("analyzer.analysis")
 DEFAULT_STEP = 30.0
 DEFAULT_FINAL_AFTER = timedelta(minutes=2)
 """How long after its end an interval is *final*: stored, never read again except as the
@@ -257,8 +262,8 @@ class Analyzer:
         if bounded is not None:
             notes.append(bounded)
         try:
-            window, diagnoses, keep = self._read(resolved, window_start, now, found, stored,
-                                                 notes, whole=bounded is not None)
+            window, diagnoses, keep, reused = self._read(resolved, window_start, now, found,
+                                                         stored, notes, whole=bounded is not None)
         except ConfigError as exc:
             # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
             raise RequestError("config", exc.message) from None
@@ -267,9 +272,10 @@ class Analyzer:
             weight = facts.canary_weight
         weights = None if weight is None else np.full(len(window.timestamps), float(weight))
         try:
-            judgement = judge(window.series, resolved.config, final=resolved.final,
-                              data_seconds=float(len(window.timestamps)) * self.step_seconds,
-                              weights=weights, recent_weights_only=True, diagnoses=diagnoses)
+            state, keep = _continued(resolved.config, window, stored, reused, keep, weights)
+            judgement = state.judgement(
+                final=resolved.final, recent_weights_only=True, diagnoses=diagnoses,
+                data_seconds=float(len(window.timestamps)) * self.step_seconds)
         except JudgeInputError as exc:
             raise RequestError("config", exc.message) from None
         report = AnalysisReport(
@@ -304,8 +310,10 @@ class Analyzer:
 
     def _read(self, resolved: Resolved, window_start: datetime, now: datetime,
               found: AnalysisSession | None, stored: StoredIntervals | None, notes: list[str],
-              *, whole: bool) -> tuple[WindowData, dict[str, Missing], StoredIntervals | None]:
-        """The window's data, and the session's final intervals to store with this call.
+              *, whole: bool
+              ) -> tuple[WindowData, dict[str, Missing], StoredIntervals | None, int]:
+        """The window's data, the session's final intervals to store with this call, and how
+        many of the stored final intervals the window continues (0: it was read afresh).
 
         The seam between stored and new data, in one place: load the session's stored final
         intervals → read only the intervals after them from Prometheus (plus the
@@ -336,7 +344,7 @@ class Analyzer:
         if not isinstance(source, IncrementalSource) or whole:
             window, diagnoses = source.read(metrics, resolved.sides, window_start,
                                             resolved.end, step)
-            return window, diagnoses, None
+            return window, diagnoses, None, 0
         read = source.read
         after = 0 if resume is None else resume.seam.stored
         keeps = self.store is not None and final >= after  # else no carry to compute
@@ -346,13 +354,14 @@ class Analyzer:
         except (SeamMismatch, StoredMismatch) as exc:
             notes.append(f"stored intervals could not be continued ({exc}); read the whole "
                          f"window")
+            after = 0
             window, diagnoses = read(metrics, resolved.sides, window_start, resolved.end, step,
                                      final=final if self.store is not None else None)
         if window.carry is None or final < 1 or (
                 stored is not None and stored.fingerprint == digest and final <= stored.intervals):
-            return window, diagnoses, None
+            return window, diagnoses, None, after
         data = pack(head(window.series, final), window.carry)
-        return window, diagnoses, StoredIntervals(digest, final, data)
+        return window, diagnoses, StoredIntervals(digest, final, data), after
 
     def _facts(self, resolved: Resolved) -> RolloutFacts | None:
         """Kubernetes is asked only for what the request did not say."""
@@ -360,6 +369,49 @@ class Analyzer:
                                           and resolved.canary_revision is not None):
             return None
         return self.rollout_facts(resolved.namespace, resolved.rollout)
+
+
+def _continued(config: CanaryConfig, window: WindowData, stored: StoredIntervals | None,
+               reused: int, keep: StoredIntervals | None, weights: np.ndarray | None
+               ) -> tuple[JudgeState, StoredIntervals | None]:
+    """The judge's running state over the whole window, and what to store of it.
+
+    A stored row's ``judge_state`` always covers exactly its final intervals. When the window
+    continues them (``reused``), that state is extended by the intervals that became final
+    since (saved with ``keep``), and a copy by the provisional tail is judged: a call costs
+    O(new intervals), as the issue of judging a 24-hour analysis every 30 s demands. Without a
+    usable state (a new session, a whole-window read, another judge version or config) the
+    window is folded afresh, which is the same computation in one chunk.
+    """
+    n = len(window.timestamps)
+    base = None
+    if reused and stored is not None and stored.judge_state is not None:
+        try:
+            base = JudgeState.from_dict(json.loads(zlib.decompress(stored.judge_state)), config)
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:
+            log.info("stored judge state not continued (%s); judging the window afresh", exc)
+    covered = reused if base is not None else 0
+    if base is None:
+        base = JudgeState(config)
+    saved = keep.intervals if keep is not None else covered
+    if n == 0:  # no complete interval yet: the empty series still say which metrics exist
+        base.extend(window.series, weights=weights)
+    _extend(base, window, weights, covered, saved)
+    if keep is not None:
+        blob = zlib.compress(json.dumps(base.to_dict(), allow_nan=False).encode(), 1)
+        keep = replace(keep, judge_state=blob)
+    if saved >= n:
+        return base, keep
+    look = base.copy()
+    _extend(look, window, weights, saved, n)
+    return look, keep
+
+
+def _extend(state: JudgeState, window: WindowData, weights: np.ndarray | None, start: int,
+            stop: int) -> None:
+    if stop > start:
+        state.extend({name: series.window(start, stop) for name, series in window.series.items()},
+                     weights=None if weights is None else weights[start:stop])
 
 
 def _revision(resolved: Resolved, facts: RolloutFacts | None) -> tuple[str | None, str | None]:
