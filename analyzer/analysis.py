@@ -36,6 +36,7 @@ import numpy as np
 from analyzer.config import CanaryConfig, ConfigError, parse_config
 from analyzer.judge.evaluate import JudgeInputError
 from analyzer.judge.evidence import Missing
+from analyzer.judge.results import Judgement
 from analyzer.judge.series import RatioSeries
 from analyzer.judge.stream import JudgeState
 from analyzer.judge.traffic import TrafficCheck
@@ -272,9 +273,9 @@ class Analyzer:
             weight = facts.canary_weight
         weights = None if weight is None else np.full(len(window.timestamps), float(weight))
         try:
-            state, keep = _continued(resolved.config, window, stored, reused, keep, weights)
-            judgement = state.judgement(
-                final=resolved.final, recent_weights_only=True, diagnoses=diagnoses,
+            judgement, keep = judge_window(
+                resolved.config, window, stored, reused, keep, weights, final=resolved.final,
+                diagnoses=diagnoses,
                 data_seconds=float(len(window.timestamps)) * self.step_seconds)
         except JudgeInputError as exc:
             raise RequestError("config", exc.message) from None
@@ -371,10 +372,11 @@ class Analyzer:
         return self.rollout_facts(resolved.namespace, resolved.rollout)
 
 
-def _continued(config: CanaryConfig, window: WindowData, stored: StoredIntervals | None,
-               reused: int, keep: StoredIntervals | None, weights: np.ndarray | None
-               ) -> tuple[JudgeState, StoredIntervals | None]:
-    """The judge's running state over the whole window, and what to store of it.
+def judge_window(config: CanaryConfig, window: WindowData, stored: StoredIntervals | None,
+                 reused: int, keep: StoredIntervals | None, weights: np.ndarray | None, *,
+                 final: bool, diagnoses: Mapping[str, Missing], data_seconds: float
+                 ) -> tuple[Judgement, StoredIntervals | None]:
+    """The judgement on the whole window, and what to store of the judge's running state.
 
     A stored row's ``judge_state`` always covers exactly its final intervals. When the window
     continues them (``reused``), that state is extended by the intervals that became final
@@ -400,11 +402,13 @@ def _continued(config: CanaryConfig, window: WindowData, stored: StoredIntervals
     if keep is not None:
         blob = zlib.compress(json.dumps(base.to_dict(), allow_nan=False).encode(), 1)
         keep = replace(keep, judge_state=blob)
-    if saved >= n:
-        return base, keep
-    look = base.copy()
-    _extend(look, window, weights, saved, n)
-    return look, keep
+    look = base
+    if saved < n:
+        look = base.copy()
+        _extend(look, window, weights, saved, n)
+    judgement = look.judgement(final=final, recent_weights_only=True, diagnoses=diagnoses,
+                               data_seconds=data_seconds)
+    return judgement, keep
 
 
 def _extend(state: JudgeState, window: WindowData, weights: np.ndarray | None, start: int,

@@ -1,8 +1,8 @@
 """How much longer the gate needs, during a rollout: the plan's forecast, continued from now.
 
-The live answer's first estimate (``analyzer.judge.rate.needed_events``) divides the missing evidence by
-the evidence an event brings *now*; early in a canary that rate is at its worst (the jitter
-prior tempers hardest, the baseline-rate bounds are widest), so the estimate runs long. This
+The live answer's first estimate (``analyzer.judge.rate.needed_events``) divides the missing
+evidence by the evidence an event brings *now*; early in a canary that rate is at its worst (the
+jitter prior tempers hardest, the baseline-rate bounds are widest), so the estimate runs long. This
 one runs the plan's forecast (``forecast.crossing_seconds``) over the canary's real shares so
 far, the latest share held from now on, and reads the median remaining time of the paths that
 have not passed by now. It does not see the evidence gathered so far, only how much a canary

@@ -3,10 +3,11 @@
 In process (no HTTP), one canary of ``windows.canary_series`` in a temporary Prometheus, the
 default config. For each window W: a session is warmed with one call at ``start + W``, then
 ``--looks`` calls 30 s apart are timed by stage — the Prometheus read (queries, decoding,
-differencing, joining stored intervals), the judge (``analyzer.judge.evaluate.judge``, the
-full per-interval series), and the store (loading the session, recording the evaluation with
-the new final intervals). ``incremental``: with a SQLite store, reads since the seam;
-``full``: no store, every call reads its whole window (the path before issue 13).
+differencing, joining stored intervals), the judge (``analyzer.analysis.judge_window``: the
+session's running state extended by the new intervals, or a fresh fold), and the store (loading
+the session, recording the evaluation with the new final intervals). ``incremental``: with a
+SQLite store, reads since the seam; ``full``: no store, every call reads its whole window (the
+path before issue 13).
 
     python benchmarks/service/stages.py [--windows 5,30,120,360] [--looks 20] [--json PATH]
 """
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmarks/service: {missing}", file=sys.stderr)
         return 2
     timers = Timers()
-    analysis.judge = timers.wrap("judge", analysis.judge)  # type: ignore[assignment]
+    analysis.judge_window = timers.wrap("judge", analysis.judge_window)  # type: ignore[assignment]
     out = []
     with tempfile.TemporaryDirectory(prefix="canary-analyzer-stages-") as tmp:
         work = Path(tmp)
