@@ -14,7 +14,9 @@ code knows (a proxy restart, a pod replacement, a short and a long scrape gap), 
 
 from __future__ import annotations
 
+import json
 import math
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +27,9 @@ import pytest
 from promfixture import START, IstioSide, IstioTraffic, PrometheusServer, Series, istio_series
 
 from analyzer.analysis import Analyzer
-from analyzer.config import default_config
+from analyzer.config import CanaryConfig, default_config
 from analyzer.config.models import MetricConfig
+from analyzer.judge.stream import JudgeState
 from analyzer.metrics.intervals import join, pack, unpack
 from analyzer.metrics.istio import (
     ISTIO_BUCKETS,
@@ -191,13 +194,21 @@ def _request(n: int, *, final: bool = False) -> JudgeRequest:
                         final=final)
 
 
-def _stored(store: Store) -> int:
+def _stored(store: Store, config: CanaryConfig | None = None) -> int:
+    """The session's stored final intervals; its stored judge state must cover exactly
+    those (else every call would silently fold its whole window afresh)."""
     key = SessionKey(NS, "pay", selector_key({"destination_service_name": CANARY},
                                              {"destination_service_name": BASELINE},
                                              "source"), "abc")
     loaded = store.load_intervals(key)
     assert loaded is not None
-    return 0 if loaded[1] is None else loaded[1].intervals
+    if loaded[1] is None:
+        return 0
+    assert loaded[1].judge_state is not None
+    state = JudgeState.from_dict(json.loads(zlib.decompress(loaded[1].judge_state)),
+                                 config or default_config())
+    assert state.intervals == loaded[1].intervals
+    return loaded[1].intervals
 
 
 def _without_id(answer: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +269,7 @@ def test_stored_intervals_of_another_config_are_not_used(prometheus: PrometheusS
         analyzer.configs["default"] = other.model_copy(update={"metrics": other.metrics[:1]})
         answer = analyzer.run(_request(12))
         assert any("another config" in note for note in answer["notes"])
-        assert _stored(store) == 12
+        assert _stored(store, analyzer.configs["default"]) == 12
         again = analyzer.run(_request(14))
         assert not any("whole window" in note for note in again["notes"])
     finally:
