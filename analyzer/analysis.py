@@ -27,13 +27,14 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from analyzer.config import CanaryConfig, ConfigError, parse_config
+from analyzer.continuation import PERSIST_EVERY, Continuations, Continued
 from analyzer.judge.evaluate import JudgeInputError
 from analyzer.judge.evidence import Missing
 from analyzer.judge.results import Judgement
@@ -106,6 +107,20 @@ class Resolved:
         return selector_key(self.sides.canary, self.sides.baseline, self.sides.reporter)
 
 
+@dataclass(frozen=True)
+class _Read:
+    """A call's window, and what it continues: the judge ``state`` over its first ``reused``
+    intervals (None: fold afresh), and ``final``, the final intervals to keep (None: keep
+    nothing, e.g. a bounded window or no store)."""
+
+    window: WindowData
+    diagnoses: dict[str, Missing]
+    digest: str
+    reused: int = 0
+    state: JudgeState | None = None
+    final: int | None = None
+
+
 def _time(value: float | str | None, field: str) -> datetime | None:
     if value is None:
         return None
@@ -169,6 +184,7 @@ class Analyzer:
         self.rollout_facts = rollout_facts
         self.allow_inline_promql = allow_inline_promql
         self.final_after = final_after
+        self.kept = Continuations()
 
     def resolve(self, request: JudgeRequest) -> Resolved:
         """Every check that needs neither Prometheus nor the store; ``RequestError`` if bad."""
@@ -254,6 +270,7 @@ class Analyzer:
         start = resolved.start
         loaded = None if self.store is None else self.store.load_intervals(key)
         found, stored = loaded if loaded is not None else (None, None)
+        kept = None if found is None else self.kept.take(found.id, stored, resolved.config)
         if start is None:
             start = found.start if found is not None else min(now, resolved.end)
             if resolved.end < start:
@@ -263,22 +280,24 @@ class Analyzer:
         if bounded is not None:
             notes.append(bounded)
         try:
-            window, diagnoses, keep, reused = self._read(resolved, window_start, now, found,
-                                                         stored, notes, whole=bounded is not None)
+            read = self._read(resolved, window_start, now, found, stored, kept, notes,
+                              whole=bounded is not None)
         except ConfigError as exc:
             # A config whose queries cannot be run as written (e.g. an unaggregated gauge).
             raise RequestError("config", exc.message) from None
+        window, diagnoses = read.window, read.diagnoses
         weight = resolved.canary_weight
         if weight is None and facts is not None:
             weight = facts.canary_weight
         weights = None if weight is None else np.full(len(window.timestamps), float(weight))
         try:
-            judgement, keep = judge_window(
-                resolved.config, window, stored, reused, keep, weights, final=resolved.final,
-                diagnoses=diagnoses,
+            judgement, state = judge_window(
+                resolved.config, window, read.state, read.reused, read.final, weights,
+                final=resolved.final, diagnoses=diagnoses,
                 data_seconds=float(len(window.timestamps)) * self.step_seconds)
         except JudgeInputError as exc:
             raise RequestError("config", exc.message) from None
+        row = self._row(read, stored, state)
         report = AnalysisReport(
             namespace=resolved.namespace, rollout=resolved.rollout,
             verdict=judgement.verdict, score=judgement.score,
@@ -297,9 +316,14 @@ class Analyzer:
             recorded = self.store.record(
                 key, resolved.config_name, start, at=now, window_end=resolved.end,
                 verdict=wire["verdict"], score=wire["score"], final=resolved.final,
-                response=wire, queries=list(window.queries), intervals=keep,
+                response=wire, queries=list(window.queries), intervals=row,
                 replaces=stored is not None, session=found)
             report = report.with_id(recorded.session.id)
+            continues = row if row is not None else stored
+            if read.final is not None and window.carry is not None and continues is not None:
+                self.kept.put(recorded.session.id, Continued(
+                    continues, read.final, head(window.series, read.final), window.carry,
+                    state))
             wire = {**wire, "analysis_id": report.analysis_id}
             if recorded.created and self.telemetry is not None:
                 self.telemetry.session_created()
@@ -310,19 +334,18 @@ class Analyzer:
         return report, wire
 
     def _read(self, resolved: Resolved, window_start: datetime, now: datetime,
-              found: AnalysisSession | None, stored: StoredIntervals | None, notes: list[str],
-              *, whole: bool
-              ) -> tuple[WindowData, dict[str, Missing], StoredIntervals | None, int]:
-        """The window's data, the session's final intervals to store with this call, and how
-        many of the stored final intervals the window continues (0: it was read afresh).
+              found: AnalysisSession | None, stored: StoredIntervals | None,
+              kept: Continued | None, notes: list[str], *, whole: bool) -> _Read:
+        """The window's data, and how much of it a stored row or this process' kept entry
+        continues.
 
-        The seam between stored and new data, in one place: load the session's stored final
-        intervals → read only the intervals after them from Prometheus (plus the
-        ``SEAM_OVERLAP`` re-read) → join → (the caller judges the whole series, as always)
-        → store the final intervals of this window with the evaluation. Stored intervals
-        that do not fit (another config or grid, an unreadable blob, late samples at the
-        seam) are never used: the window is read whole, and ``notes`` says so. A bounded
-        window (``whole``) moves its start with every call and is always read whole.
+        The seam between stored and new data, in one place: take the session's final
+        intervals (kept in memory from the last call, else the stored row) → read only the
+        intervals after them from Prometheus (plus the ``SEAM_OVERLAP`` re-read) → join →
+        the judge continues the running state that covers them. Stored intervals that do not
+        fit (another config or grid, an unreadable blob, late samples at the seam) are never
+        used: the window is read whole, and ``notes`` says so. A bounded window (``whole``)
+        moves its start with every call and is always read whole.
         """
         metrics, step = resolved.config.metrics, self.step_seconds
         n = window_intervals(window_start, resolved.end, step)
@@ -330,39 +353,56 @@ class Analyzer:
         final = max(0, min(n, math.floor(settled + 1e-9)))
         digest = fingerprint(metrics, resolved.selectors, window_start.timestamp(), step)
         source = self.source
-        incremental = isinstance(source, IncrementalSource) and not whole
-        resume = None
-        if incremental and found is not None and stored is not None and stored.intervals >= 1:
+        if not isinstance(source, IncrementalSource) or whole:
+            window, diagnoses = source.read(metrics, resolved.sides, window_start,
+                                            resolved.end, step)
+            return _Read(window, diagnoses, digest)
+        resume, state = None, None
+        if found is not None and stored is not None and stored.intervals >= 1:
             if stored.fingerprint != digest:
                 notes.append("this session's stored intervals were read with another config "
                              "or grid; read the whole window")
+            elif kept is not None and kept.intervals <= n:
+                resume = Resume(kept.series, Seam(kept.intervals, kept.carry, SEAM_OVERLAP))
+                state = kept.state
             elif stored.intervals <= n:
                 try:
                     series, carry = unpack(stored.data)
                     resume = Resume(series, Seam(stored.intervals, carry, SEAM_OVERLAP))
                 except StoredMismatch as exc:
                     notes.append(f"{exc}; read the whole window")
-        if not isinstance(source, IncrementalSource) or whole:
-            window, diagnoses = source.read(metrics, resolved.sides, window_start,
-                                            resolved.end, step)
-            return window, diagnoses, None, 0
-        read = source.read
+                else:
+                    state = _stored_state(stored, resolved.config)
         after = 0 if resume is None else resume.seam.stored
         keeps = self.store is not None and final >= after  # else no carry to compute
         try:
-            window, diagnoses = read(metrics, resolved.sides, window_start, resolved.end, step,
-                                     resume=resume, final=final if keeps else None)
+            window, diagnoses = source.read(metrics, resolved.sides, window_start, resolved.end,
+                                            step, resume=resume, final=final if keeps else None)
         except (SeamMismatch, StoredMismatch) as exc:
             notes.append(f"stored intervals could not be continued ({exc}); read the whole "
                          f"window")
-            after = 0
-            window, diagnoses = read(metrics, resolved.sides, window_start, resolved.end, step,
-                                     final=final if self.store is not None else None)
-        if window.carry is None or final < 1 or (
-                stored is not None and stored.fingerprint == digest and final <= stored.intervals):
-            return window, diagnoses, None, after
-        data = pack(head(window.series, final), window.carry)
-        return window, diagnoses, StoredIntervals(digest, final, data), after
+            after, state = 0, None
+            window, diagnoses = source.read(metrics, resolved.sides, window_start, resolved.end,
+                                            step, final=final if self.store is not None else None)
+        if window.carry is None or final < 1:
+            return _Read(window, diagnoses, digest, after, state)
+        return _Read(window, diagnoses, digest, after, state, final)
+
+    def _row(self, read: _Read, stored: StoredIntervals | None, state: JudgeState
+             ) -> StoredIntervals | None:
+        """The session's row to store with this call, if it is due: when there is none or it
+        could not be continued, and then every ``PERSIST_EVERY`` final intervals (between
+        writes, this process continues its kept entry; see ``analyzer.continuation``)."""
+        if read.final is None or read.window.carry is None:
+            return None
+        if stored is not None and stored.fingerprint == read.digest:
+            if read.final <= stored.intervals:
+                return None  # the store keeps the row with more intervals
+            if read.reused and read.final < stored.intervals + PERSIST_EVERY:
+                return None
+        data = pack(head(read.window.series, read.final), read.window.carry)
+        blob = zlib.compress(json.dumps(state.to_dict(), allow_nan=False).encode(), 1)
+        return StoredIntervals(read.digest, read.final, data, blob)
 
     def _facts(self, resolved: Resolved) -> RolloutFacts | None:
         """Kubernetes is asked only for what the request did not say."""
@@ -372,43 +412,46 @@ class Analyzer:
         return self.rollout_facts(resolved.namespace, resolved.rollout)
 
 
-def judge_window(config: CanaryConfig, window: WindowData, stored: StoredIntervals | None,
-                 reused: int, keep: StoredIntervals | None, weights: np.ndarray | None, *,
+def judge_window(config: CanaryConfig, window: WindowData, state: JudgeState | None,
+                 covered: int, keep: int | None, weights: np.ndarray | None, *,
                  final: bool, diagnoses: Mapping[str, Missing], data_seconds: float
-                 ) -> tuple[Judgement, StoredIntervals | None]:
-    """The judgement on the whole window, and what to store of the judge's running state.
+                 ) -> tuple[Judgement, JudgeState]:
+    """The judgement on the whole window, and the judge's running state over its first
+    ``keep`` (final) intervals, to continue at the next call.
 
-    A stored row's ``judge_state`` always covers exactly its final intervals. When the window
-    continues them (``reused``), that state is extended by the intervals that became final
-    since (saved with ``keep``), and a copy by the provisional tail is judged: a call costs
-    O(new intervals), as the issue of judging a 24-hour analysis every 30 s demands. Without a
-    usable state (a new session, a whole-window read, another judge version or config) the
-    window is folded afresh, which is the same computation in one chunk.
+    ``state`` covers the window's first ``covered`` intervals (kept from the last call, or
+    the session's stored row); it is extended by the intervals that became final since, and
+    a copy by the provisional tail is judged: a call costs O(new intervals), as judging a
+    24-hour analysis every 30 s demands. Without a state (a new session, a whole-window
+    read, another judge version or config) the window is folded afresh, which is the same
+    computation in one chunk. ``state`` is extended in place.
     """
     n = len(window.timestamps)
-    base = None
-    if reused and stored is not None and stored.judge_state is not None:
-        try:
-            base = JudgeState.from_dict(json.loads(zlib.decompress(stored.judge_state)), config)
-        except (ValueError, KeyError, TypeError, zlib.error) as exc:
-            log.info("stored judge state not continued (%s); judging the window afresh", exc)
-    covered = reused if base is not None else 0
-    if base is None:
-        base = JudgeState(config)
-    saved = keep.intervals if keep is not None else covered
+    if state is None:
+        state, covered = JudgeState(config), 0
+    saved = covered if keep is None else max(keep, covered)
     if n == 0:  # no complete interval yet: the empty series still say which metrics exist
-        base.extend(window.series, weights=weights)
-    _extend(base, window, weights, covered, saved)
-    if keep is not None:
-        blob = zlib.compress(json.dumps(base.to_dict(), allow_nan=False).encode(), 1)
-        keep = replace(keep, judge_state=blob)
-    look = base
+        state.extend(window.series, weights=weights)
+    _extend(state, window, weights, covered, saved)
+    look = state
     if saved < n:
-        look = base.copy()
+        look = state.copy()
         _extend(look, window, weights, saved, n)
     judgement = look.judgement(final=final, recent_weights_only=True, diagnoses=diagnoses,
                                data_seconds=data_seconds)
-    return judgement, keep
+    return judgement, state
+
+
+def _stored_state(stored: StoredIntervals, config: CanaryConfig) -> JudgeState | None:
+    """The row's judge state (it covers exactly the row's intervals), if it can be continued
+    under ``config``."""
+    if stored.judge_state is None:
+        return None
+    try:
+        return JudgeState.from_dict(json.loads(zlib.decompress(stored.judge_state)), config)
+    except (ValueError, KeyError, TypeError, zlib.error) as exc:
+        log.info("stored judge state not continued (%s); judging the window afresh", exc)
+        return None
 
 
 def _extend(state: JudgeState, window: WindowData, weights: np.ndarray | None, start: int,

@@ -29,6 +29,7 @@ from promfixture import START, IstioSide, IstioTraffic, PrometheusServer, Series
 from analyzer.analysis import Analyzer
 from analyzer.config import CanaryConfig, default_config
 from analyzer.config.models import MetricConfig
+from analyzer.continuation import PERSIST_EVERY
 from analyzer.judge.stream import JudgeState
 from analyzer.metrics.intervals import join, pack, unpack
 from analyzer.metrics.istio import (
@@ -240,6 +241,7 @@ def test_replicas_sharing_a_store_answer_as_a_full_read_at_every_look(
     full: list[int] = []
     replicas = [_analyzer(prometheus.url, store, clock, incremental) for store in stores]
     fresh = _analyzer(prometheus.url, None, clock, full)
+    lags: list[int] = []
     try:
         for n in range(1, WINDOW + 1):
             now["t"] = _end(n) + (timedelta(hours=1) if settled else timedelta())
@@ -249,11 +251,42 @@ def test_replicas_sharing_a_store_answer_as_a_full_read_at_every_look(
             assert _same(_without_id(answer), _without_id(expected)), n
             assert answer["analysis_id"]
             final = n if settled else max(0, n - 4)
-            assert _stored(stores[0]) == final
+            stored = _stored(stores[0])
+            # The row is written when due: it lags the final intervals by < PERSIST_EVERY.
+            assert stored <= final and (final == 0 or final - stored < PERSIST_EVERY), n
+            lags.append(final - stored)
+        assert max(lags) == PERSIST_EVERY - 1  # rows were not written at every call
         assert sum(incremental[-10:]) < sum(full[-10:]) / 2
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_process_continues_its_own_last_call_between_row_writes(
+        prometheus: PrometheusServer, tmp_path: Path) -> None:
+    """Between writes of the session's row, the process that judged the last call continues
+    what that call kept (reading since it), and another process continues the older row
+    (reading since the row's seam): both answer as a full read."""
+    clock = lambda: _end(WINDOW) + timedelta(hours=1)  # noqa: E731
+    store = Store(str(tmp_path / "kept.db"))
+    own: list[int] = []
+    other: list[int] = []
+    try:
+        analyzer = _analyzer(prometheus.url, store, clock, own)
+        for n in range(1, 16):
+            analyzer.run(_request(n))
+        assert _stored(store) == 1 + PERSIST_EVERY  # written at the first call, then when due
+        request = _request(16)
+        taken_over = _analyzer(prometheus.url, store, clock, other).run(request)
+        continued = analyzer.run(request)
+        expected = _analyzer(prometheus.url, None, clock, []).run(request)
+        assert _same(_without_id(taken_over), _without_id(expected))
+        assert _same(_without_id(continued), _without_id(expected))
+        assert _stored(store) == 1 + PERSIST_EVERY
+        # The row's seam is 5 intervals behind the kept one: the newcomer reads more.
+        assert other[-1] > own[-1] > 0
+    finally:
+        store.close()
 
 
 def test_stored_intervals_of_another_config_are_not_used(prometheus: PrometheusServer,
