@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from authproxy import TENANT_HEADER, AuthProxy, Pki, make_pki
 from clirun import run_cli
 from fastapi.testclient import TestClient
+from faultproxy import FaultProxy
 from promfixture import (
     ManagedProcess,
     PrometheusServer,
@@ -35,6 +37,7 @@ from analyzer.metrics.connection import (
     parse_header,
 )
 from analyzer.metrics.dataset import Dataset, read_dataset
+from analyzer.metrics.prometheus import PrometheusClient, PrometheusUnavailable
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "datasets"
 NS = "shop"
@@ -288,3 +291,22 @@ def test_validation_names_the_flag(tmp_path: Path, pki: Pki) -> None:
                          headers={TENANT_HEADER: "t"}).validate()
     assert parse_header("X-Scope-OrgID=a=b") == ("X-Scope-OrgID", "a=b")
     assert parse_header("X-Scope-OrgID: a") == ("X-Scope-OrgID", "a")
+
+
+def test_a_proxy_from_the_environment_is_still_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client reads the environment once rather than per request: ``HTTP_PROXY`` still
+    routes its queries (a name that resolves nowhere is answered by the proxy)."""
+    proxy = FaultProxy("http://127.0.0.1:9").start()
+    try:
+        proxy.set("status", status=418, body=b'{"status":"error","errorType":"teapot",'
+                                             b'"error":"answered by the proxy"}')
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        client = PrometheusClient("http://prometheus.invalid:9090")
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        with pytest.raises(PrometheusUnavailable, match=r"HTTP 418.*answered by the proxy"):
+            client.query_range("up", moment, moment, 30.0)
+        assert proxy.requests == 1
+    finally:
+        proxy.stop()

@@ -281,9 +281,23 @@ class _Fetcher:
         return to_counts(increments(np.vstack(rows)).sum(axis=0))
 
 
+_KEYS: dict[tuple[tuple[str, str], ...], str] = {}
+_KEYS_SIZE = 100_000
+
+
 def labels_key(labels: Mapping[str, str]) -> str:
-    """A series' identity across reads (within its query): its labels as canonical JSON."""
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+    """A series' identity across reads (within its query): its labels as canonical JSON.
+
+    Remembered per label set: every call sees the same series again, and encoding each one
+    (an Istio series has ~25 labels) was ~2 ms of a call's 40."""
+    items = tuple(labels.items())
+    key = _KEYS.get(items)
+    if key is None:
+        key = json.dumps(labels, sort_keys=True, separators=(",", ":"))
+        if len(_KEYS) >= _KEYS_SIZE:
+            _KEYS.clear()
+        _KEYS[items] = key
+    return key
 
 
 def carry_at(rows: Mapping[str, Mapping[str, np.ndarray]], seam: Seam | None,

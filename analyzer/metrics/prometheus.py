@@ -14,6 +14,7 @@ timed out is not retried: a Prometheus too slow once is as slow the second time.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import ssl
@@ -79,6 +80,7 @@ class PrometheusClient:
         self._on_query = on_query
         self._session = _BudgetSession(budget)
         connection.configure(self._session)
+        _settle_environment(self._session, self.url)
         # Uncompressed answers: gzip was most of Prometheus' CPU for these queries (half at a
         # 30 min window, 80-90 % at 6 h) and the client's to undo it; answers since the seam
         # are a few KiB. Measured on loopback (benchmarks/service/README.md): a 6 h full read
@@ -206,6 +208,31 @@ def _shared_adapter(url: str, retries: int) -> HTTPAdapter:
             adapter = _ADAPTERS[(url, retries)] = HTTPAdapter(
                 max_retries=_retry(retries), pool_connections=4, pool_maxsize=POOL_SIZE)
         return adapter
+
+
+@functools.lru_cache(maxsize=64)
+def _environment(url: str) -> tuple[dict[str, str], str | None, tuple[str, str] | None]:
+    """What requests would take from the environment for ``url``: proxies (``NO_PROXY``
+    honoured), a CA bundle (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) and ``.netrc``
+    credentials."""
+    probe = requests.Session()
+    settings = probe.merge_environment_settings(url, {}, None, None, None)
+    bundle = settings["verify"] if isinstance(settings["verify"], str) else None
+    return dict(settings["proxies"]), bundle, requests.utils.get_netrc_auth(url)
+
+
+def _settle_environment(session: requests.Session, url: str) -> None:
+    """Applies the environment's settings once and stops requests looking them up again:
+    it does so on every request (a ``.netrc`` read, proxy variables, a CA path check), about
+    1 ms a query, for settings that do not change while the process runs. Explicit settings
+    (the connection's CA file, credentials) still win, as they would per request."""
+    proxies, bundle, netrc = _environment(url)
+    session.proxies.update(proxies)
+    if session.verify is True and bundle is not None:
+        session.verify = bundle
+    if session.auth is None and netrc is not None:
+        session.auth = netrc
+    session.trust_env = False
 
 
 def _retry(retries: int) -> Retry:
