@@ -63,7 +63,14 @@ from analyzer.report import (
     to_wire,
 )
 from analyzer.request import JudgeRequest, RequestError
-from analyzer.store import AnalysisSession, SessionKey, Store, StoredIntervals, selector_key
+from analyzer.store import (
+    AnalysisSession,
+    SessionKey,
+    Store,
+    StoredHeader,
+    StoredIntervals,
+    selector_key,
+)
 from analyzer.telemetry import Telemetry
 
 log = logging.getLogger("analyzer.analysis")
@@ -268,9 +275,9 @@ class Analyzer:
         key = SessionKey(resolved.namespace, resolved.rollout, resolved.selectors,
                          revision or "")
         start = resolved.start
-        loaded = None if self.store is None else self.store.load_intervals(key)
+        loaded = None if self.store is None else self.store.find_intervals(key)
         found, stored = loaded if loaded is not None else (None, None)
-        kept = None if found is None else self.kept.take(found.id, stored, resolved.config)
+        kept = None if found is None else self.kept.take(found.id, resolved.config)
         if start is None:
             start = found.start if found is not None else min(now, resolved.end)
             if resolved.end < start:
@@ -319,10 +326,9 @@ class Analyzer:
                 response=wire, queries=list(window.queries), intervals=row,
                 replaces=stored is not None, session=found)
             report = report.with_id(recorded.session.id)
-            continues = row if row is not None else stored
-            if read.final is not None and window.carry is not None and continues is not None:
+            if read.final is not None and window.carry is not None:
                 self.kept.put(recorded.session.id, Continued(
-                    continues, read.final, head(window.series, read.final), window.carry,
+                    read.digest, read.final, head(window.series, read.final), window.carry,
                     state))
             wire = {**wire, "analysis_id": report.analysis_id}
             if recorded.created and self.telemetry is not None:
@@ -334,7 +340,7 @@ class Analyzer:
         return report, wire
 
     def _read(self, resolved: Resolved, window_start: datetime, now: datetime,
-              found: AnalysisSession | None, stored: StoredIntervals | None,
+              found: AnalysisSession | None, stored: StoredHeader | None,
               kept: Continued | None, notes: list[str], *, whole: bool) -> _Read:
         """The window's data, and how much of it a stored row or this process' kept entry
         continues.
@@ -358,21 +364,17 @@ class Analyzer:
                                             resolved.end, step)
             return _Read(window, diagnoses, digest)
         resume, state = None, None
-        if found is not None and stored is not None and stored.intervals >= 1:
+        ahead = stored is not None and stored.fingerprint == digest and (
+            kept is None or stored.intervals > kept.intervals)
+        if kept is not None and kept.fingerprint == digest and kept.intervals <= n and not ahead:
+            resume = Resume(kept.series, Seam(kept.intervals, kept.carry, SEAM_OVERLAP))
+            state = kept.state
+        elif found is not None and stored is not None and stored.intervals >= 1:
             if stored.fingerprint != digest:
                 notes.append("this session's stored intervals were read with another config "
                              "or grid; read the whole window")
-            elif kept is not None and kept.intervals <= n:
-                resume = Resume(kept.series, Seam(kept.intervals, kept.carry, SEAM_OVERLAP))
-                state = kept.state
-            elif stored.intervals <= n:
-                try:
-                    series, carry = unpack(stored.data)
-                    resume = Resume(series, Seam(stored.intervals, carry, SEAM_OVERLAP))
-                except StoredMismatch as exc:
-                    notes.append(f"{exc}; read the whole window")
-                else:
-                    state = _stored_state(stored, resolved.config)
+            elif stored.intervals <= n and self.store is not None:
+                resume, state = self._resume(found, digest, n, resolved.config, notes)
         after = 0 if resume is None else resume.seam.stored
         keeps = self.store is not None and final >= after  # else no carry to compute
         try:
@@ -388,7 +390,22 @@ class Analyzer:
             return _Read(window, diagnoses, digest, after, state)
         return _Read(window, diagnoses, digest, after, state, final)
 
-    def _row(self, read: _Read, stored: StoredIntervals | None, state: JudgeState
+    def _resume(self, found: AnalysisSession, digest: str, n: int, config: CanaryConfig,
+                notes: list[str]) -> tuple[Resume | None, JudgeState | None]:
+        """The session's stored row to continue, and its judge state, if it fits."""
+        assert self.store is not None
+        row = self.store.intervals_of(found.id)  # may have moved on since its header was read
+        if row is None or row.fingerprint != digest or not 1 <= row.intervals <= n:
+            return None, None
+        try:
+            series, carry = unpack(row.data)
+        except StoredMismatch as exc:
+            notes.append(f"{exc}; read the whole window")
+            return None, None
+        return (Resume(series, Seam(row.intervals, carry, SEAM_OVERLAP)),
+                _stored_state(row, config))
+
+    def _row(self, read: _Read, stored: StoredHeader | None, state: JudgeState
              ) -> StoredIntervals | None:
         """The session's row to store with this call, if it is due: when there is none or it
         could not be continued, and then every ``PERSIST_EVERY`` final intervals (between

@@ -201,15 +201,17 @@ def _stored(store: Store, config: CanaryConfig | None = None) -> int:
     key = SessionKey(NS, "pay", selector_key({"destination_service_name": CANARY},
                                              {"destination_service_name": BASELINE},
                                              "source"), "abc")
-    loaded = store.load_intervals(key)
-    assert loaded is not None
-    if loaded[1] is None:
+    found = store.find_intervals(key)
+    assert found is not None
+    if found[1] is None:
         return 0
-    assert loaded[1].judge_state is not None
-    state = JudgeState.from_dict(json.loads(zlib.decompress(loaded[1].judge_state)),
+    row = store.intervals_of(found[0].id)
+    assert row is not None and row.judge_state is not None
+    assert (row.fingerprint, row.intervals) == (found[1].fingerprint, found[1].intervals)
+    state = JudgeState.from_dict(json.loads(zlib.decompress(row.judge_state)),
                                  config or default_config())
-    assert state.intervals == loaded[1].intervals
-    return loaded[1].intervals
+    assert state.intervals == row.intervals
+    return row.intervals
 
 
 def _without_id(answer: dict[str, Any]) -> dict[str, Any]:

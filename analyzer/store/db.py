@@ -133,6 +133,15 @@ class IntervalStatsRow(Base):
 
 
 @dataclass(frozen=True)
+class StoredHeader:
+    """What a session's stored intervals are: ``intervals`` final intervals under
+    ``fingerprint`` (see ``StoredIntervals``)."""
+
+    fingerprint: str
+    intervals: int
+
+
+@dataclass(frozen=True)
 class StoredIntervals:
     """What a session has stored of its intervals: ``intervals`` final intervals in ``data``,
     valid under ``fingerprint``; ``judge_state`` is for an incremental judge (else None)."""
@@ -267,22 +276,31 @@ class Store:
             return None if row is None else AnalysisSession(row.id, _utc(row.start),
                                                             row.revision)
 
-    def load_intervals(self, key: SessionKey) -> tuple[AnalysisSession, StoredIntervals | None
-                                                         ] | None:
-        """The open session of ``key`` with its stored intervals (one read), if it exists."""
+    def find_intervals(self, key: SessionKey
+                       ) -> tuple[AnalysisSession, StoredHeader | None] | None:
+        """The open session of ``key`` and what its stored intervals are (not the bytes: a
+        process that continues the session from memory needs only this), if it exists."""
         with _unavailable_on_error("reading the analysis session"), self._sessions() as db:
             found = db.execute(
-                select(AnalysisRow, IntervalStatsRow)
+                select(AnalysisRow.id, AnalysisRow.start, AnalysisRow.revision,
+                       IntervalStatsRow.fingerprint, IntervalStatsRow.intervals)
                 .outerjoin(IntervalStatsRow, IntervalStatsRow.analysis_id == AnalysisRow.id)
                 .where(*_is(key), AnalysisRow.closed_at.is_(None))).first()
             if found is None:
                 return None
-            row, stats = found
-            session = AnalysisSession(row.id, _utc(row.start), row.revision)
-            if stats is None:
+            session = AnalysisSession(found.id, _utc(found.start), found.revision)
+            if found.fingerprint is None:
                 return session, None
-            return session, StoredIntervals(stats.fingerprint, stats.intervals,
-                                            bytes(stats.data), stats.judge_state)
+            return session, StoredHeader(found.fingerprint, found.intervals)
+
+    def intervals_of(self, session_id: str) -> StoredIntervals | None:
+        """A session's stored intervals, bytes and all."""
+        with _unavailable_on_error("reading the analysis session"), self._sessions() as db:
+            stats = db.get(IntervalStatsRow, session_id)
+            if stats is None:
+                return None
+            return StoredIntervals(stats.fingerprint, stats.intervals, bytes(stats.data),
+                                   stats.judge_state)
 
     def record(self, key: SessionKey, config_name: str, start: datetime, *, at: datetime,
                window_end: datetime, verdict: str, score: float, final: bool,
@@ -511,4 +529,4 @@ def _evaluation_dict(row: EvaluationRow, *, full: bool) -> dict[str, Any]:
 
 
 __all__ = ["AnalysisSession", "Recorded", "SessionKey", "Store", "StoreUnavailable",
-           "StoredIntervals", "database_url", "selector_key"]
+           "StoredHeader", "StoredIntervals", "database_url", "selector_key"]

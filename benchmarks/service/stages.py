@@ -74,8 +74,10 @@ def run(url: str, work: Path, mode: str, window: int, looks: int, timers: Timers
     store = Store(str(work / f"{mode}-{window}.db")) if mode == "incremental" else None
     if store is not None:
         store.record = timers.wrap("store", store.record)  # type: ignore[method-assign]
-        store.load_intervals = timers.wrap("store",  # type: ignore[method-assign]
-                                           store.load_intervals)
+        store.find_intervals = timers.wrap("store",  # type: ignore[method-assign]
+                                           store.find_intervals)
+        store.intervals_of = timers.wrap("store",  # type: ignore[method-assign]
+                                         store.intervals_of)
     analyzer = Analyzer({"default": default_config()}, source, store=store)
     analyzer.run(request(window, 0))
     rows: dict[str, list[float]] = defaultdict(list)
