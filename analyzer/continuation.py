@@ -26,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from analyzer.config import CanaryConfig
 from analyzer.judge.series import MetricSeries
 from analyzer.judge.stream import JudgeState
@@ -35,9 +37,13 @@ PERSIST_EVERY = 10
 """Final intervals (5 min at the default 30 s step) a session's stored row may lag the
 process that continues it. Writing the row costs a few ms a call (packing every stored
 interval, the judge state as compressed JSON); a replica taking over re-reads this much more."""
-DEFAULT_SESSIONS = 256
-"""Sessions one process keeps (least recently judged dropped first). An entry is the final
-intervals' counts (~1 MiB at 24 h of Istio histograms) and the judge state (~0.5 MiB)."""
+DEFAULT_BYTES = 64 * 2**20
+"""Memory one process spends on kept sessions (least recently judged dropped first). An entry
+is its final intervals' counts, ~350 bytes an interval for the default config's two metrics
+(20 KiB at 30 min, 1 MiB at 24 h), and the judge state, ~110 KiB whatever the window: about
+400 sessions of 30 minutes, or 50 of 24 hours."""
+STATE_BYTES = 128 * 2**10
+"""What a kept judge state is counted as (its arrays are not walked on every call)."""
 
 
 @dataclass(frozen=True)
@@ -52,30 +58,43 @@ class Continued:
     carry: Carry
     state: JudgeState
 
+    @property
+    def size(self) -> int:
+        """Roughly the bytes this entry holds."""
+        arrays = (value for series in self.series.values() for value in vars(series).values())
+        return STATE_BYTES + sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+
 
 class Continuations:
     """The process' kept sessions, by session id; safe to share between threads."""
 
-    def __init__(self, size: int = DEFAULT_SESSIONS) -> None:
-        self.size = size
-        self._kept: OrderedDict[str, Continued] = OrderedDict()
+    def __init__(self, max_bytes: int = DEFAULT_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._kept: OrderedDict[str, tuple[Continued, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def take(self, session_id: str, config: CanaryConfig) -> Continued | None:
         """The kept entry of a session, removed (two concurrent calls of one session never
         continue the same state), if it was judged under ``config``."""
         with self._lock:
-            kept = self._kept.pop(session_id, None)
-        if kept is None or kept.state.config != config:
-            return None
-        return kept
+            found = self._kept.pop(session_id, None)
+            if found is None:
+                return None
+            kept, size = found
+            self.bytes -= size
+        return kept if kept.state.config == config else None
 
     def put(self, session_id: str, continued: Continued) -> None:
+        size = continued.size
         with self._lock:
-            self._kept[session_id] = continued
-            self._kept.move_to_end(session_id)
-            while len(self._kept) > self.size:
-                self._kept.popitem(last=False)
+            old = self._kept.pop(session_id, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._kept[session_id] = (continued, size)
+            self.bytes += size
+            while self.bytes > self.max_bytes and self._kept:
+                self.bytes -= self._kept.popitem(last=False)[1][1]
 
     def __len__(self) -> int:
         return len(self._kept)
