@@ -36,8 +36,8 @@ def log_ratios(canary: np.ndarray, canary_requests: np.ndarray, baseline: np.nda
             - np.log(baseline + 0.5) + np.log(baseline_requests))
 
 
-def _log_bayes_factors(r: np.ndarray, n: int) -> np.ndarray:
-    """log BF(ε) for each r (rows) and effect ε (columns).
+def _log_bayes_factors(r: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """log BF(ε) for each r (rows, with ``n`` observations each) and effect ε (columns).
 
     With the right-Haar prior dσ/σ and u = 1/σ, the Bayes factor of "mean = εσ" against
     "mean = 0" for n normal observations with sum Σx and sum of squares S is
@@ -48,27 +48,34 @@ def _log_bayes_factors(r: np.ndarray, n: int) -> np.ndarray:
     it, in log space, is exact to ~1e-10 for n ≥ 10 (a few 1e-3 in log at n = 2) and
     never overflows (scipy's non-central t density does beyond ~1,000 observations).
     """
+    n = np.broadcast_to(np.asarray(n, dtype=float), np.shape(r))[:, None]
     tilt = EFFECTS[None, :] * r[:, None]
     peak = (tilt + np.sqrt(tilt**2 + 4.0 * (n - 1))) / 2.0
     width = 1.0 / np.sqrt(1.0 + (n - 1) / np.maximum(peak, 1e-12) ** 2)
     z = np.maximum(peak[..., None] + width[..., None] * _NODES, 1e-12)
-    log_f = (n - 1) * np.log(z) - z**2 / 2.0 + tilt[..., None] * z
+    log_f = (n[..., None] - 1) * np.log(z) - z**2 / 2.0 + tilt[..., None] * z
     top = log_f.max(axis=-1, keepdims=True)
     integral = top[..., 0] + np.log(np.trapezoid(np.exp(log_f - top), z, axis=-1))
     log_norm = (1.0 - n / 2.0) * np.log(2.0) - gammaln(n / 2.0)
     return -n * EFFECTS[None, :] ** 2 / 2.0 + log_norm + integral
 
 
-def log_e_from_sums(n: int, total: np.ndarray, squares: np.ndarray,
+def log_e_from_sums(n: int | np.ndarray, total: np.ndarray, squares: np.ndarray,
                     upward: bool) -> np.ndarray:
     """Log mixture e-values from ``n`` observations' sums Σx and Σx² (one pair per null, the
-    observations already centred at it): all the test needs, so it can run on running sums."""
-    if n < 2:
-        return np.zeros(len(total))
-    r = total / np.sqrt(np.maximum(squares, 1e-300))
-    log_bf = _log_bayes_factors(r if upward else -r, n)
+    observations already centred at it): all the test needs, so it can run on running sums.
+    ``n`` is one count for all nulls or one per null (tests with different histories
+    evaluated in one call); fewer than two observations carry no evidence."""
+    counts = np.broadcast_to(np.asarray(n, dtype=float), np.shape(total))
+    out = np.zeros(len(total))
+    rows = counts >= 2
+    if not rows.any():
+        return out
+    r = total[rows] / np.sqrt(np.maximum(squares[rows], 1e-300))
+    log_bf = _log_bayes_factors(r if upward else -r, counts[rows])
     top = log_bf.max(axis=1)
-    return top + np.log(np.exp(log_bf - top[:, None]).mean(axis=1))
+    out[rows] = top + np.log(np.exp(log_bf - top[:, None]).mean(axis=1))
+    return out
 
 
 def log_e_values(y: np.ndarray, nulls: np.ndarray, upward: bool) -> np.ndarray:
