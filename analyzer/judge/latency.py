@@ -91,14 +91,14 @@ def _survival_at_bounds(le: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.concatenate((above[1:], [0.0])) / counts.sum()
 
 
-def _survival(le: np.ndarray, counts: np.ndarray, x: float) -> float:
-    """Share of requests above x, interpolated inside the bucket that holds x.
+def _survival(le: np.ndarray, surv: np.ndarray, x: float) -> float:
+    """Share of requests above x, interpolated inside the bucket that holds x (``surv``: the
+    shares above each bound, ``_survival_at_bounds``).
 
     Inside a bucket, log-survival is taken linear in log-latency (a power law), which
     follows the steep tail of latency distributions across Istio's wide buckets far better
     than Prometheus' linear interpolation; the first bucket, starting at 0, stays linear.
     """
-    surv = _survival_at_bounds(le, counts)
     finite = le[:-1]
     j = int(np.searchsorted(finite, x, side="left"))
     if j >= len(finite):  # beyond the last finite bound: no shape information
@@ -116,9 +116,8 @@ def _survival(le: np.ndarray, counts: np.ndarray, x: float) -> float:
     return math.exp((1.0 - f) * math.log(lower_s) + f * math.log(upper_s))
 
 
-def _inverse_survival(le: np.ndarray, counts: np.ndarray, target: float) -> float | None:
+def _inverse_survival(le: np.ndarray, surv: np.ndarray, target: float) -> float | None:
     """The latency above which a share ``target`` of requests lies (inverse of _survival)."""
-    surv = _survival_at_bounds(le, counts)
     finite = len(le) - 1
     j = int(np.searchsorted(-surv[:finite], -target, side="left"))  # first bound with S ≤ t
     if j >= finite:
@@ -135,15 +134,16 @@ def _inverse_survival(le: np.ndarray, counts: np.ndarray, target: float) -> floa
     return math.exp((1.0 - f) * math.log(lower_x) + f * math.log(upper_x))
 
 
-def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
+def _ratio_from_exceedance(le: np.ndarray, surv: np.ndarray, bound: float,
                            exceedance_ratio: float) -> float:
-    """Latency ratio a with S_b(bound / a) = exceedance_ratio · S_b(bound)."""
-    target = exceedance_ratio * _survival(le, counts, bound)
+    """Latency ratio a with S_b(bound / a) = exceedance_ratio · S_b(bound) (``surv``: the
+    baseline's shares above each bound)."""
+    target = exceedance_ratio * _survival(le, surv, bound)
     if target >= 1.0:
         return math.inf
     if target <= 0.0:
         return 0.0
-    x = _inverse_survival(le, counts, target)
+    x = _inverse_survival(le, surv, target)
     if x is None or x <= 0:
         return math.inf
     return bound / x
@@ -310,8 +310,9 @@ class LatencyState:
                 or canary_total == 0):
             return LatencyTest(0.0, 0.0, (), canary_total, baseline_total, None)
         le = self.le
+        surv = _survival_at_bounds(le, pooled_b)
         quantiles: dict[float, tuple[float | None, float | None]] = {}
-        tests = [self._threshold(q, float(le[k]), rate, quantiles)
+        tests = [self._threshold(q, float(le[k]), rate, surv, quantiles)
                  for (q, k), rate in zip(self.thresholds, self.test.results(), strict=True)]
         # Reported: the strongest evidence of harm among thresholds with an estimate (a new
         # tail without events yet has none to report).
@@ -323,8 +324,8 @@ class LatencyState:
             ratios = self.test.interval(best, interval_log_k)
             interval = None
             if ratios is not None:
-                interval = (_ratio_from_exceedance(le, pooled_b, bound, ratios[0]),
-                            _ratio_from_exceedance(le, pooled_b, bound, ratios[1]))
+                interval = (_ratio_from_exceedance(le, surv, bound, ratios[0]),
+                            _ratio_from_exceedance(le, surv, bound, ratios[1]))
             tests[best] = replace(tests[best], rate=replace(tests[best].rate, interval=ratios),
                                   interval=interval)
         n = math.log(len(tests))
@@ -333,16 +334,17 @@ class LatencyState:
         return LatencyTest(log_up, log_down, tuple(tests), canary_total, baseline_total,
                            tests[best])
 
-    def _threshold(self, q: float, bound: float, rate: RateTest,
+    def _threshold(self, q: float, bound: float, rate: RateTest, surv: np.ndarray,
                    quantiles: dict[float, tuple[float | None, float | None]]
                    ) -> ThresholdTest:
-        """One threshold's report (without an interval); ``quantiles`` caches the pooled
-        quantiles by label, which thresholds share."""
+        """One threshold's report (without an interval); ``surv`` holds the baseline's
+        shares above each bound, ``quantiles`` caches the pooled quantiles by label, which
+        thresholds share."""
         assert self.le is not None and self.pooled_b is not None and self.pooled_c is not None
         le, pooled_b = self.le, self.pooled_b
         effect = None
         if rate.estimate is not None and pooled_b.sum() > 0:
-            effect = _ratio_from_exceedance(le, pooled_b, bound, rate.estimate)
+            effect = _ratio_from_exceedance(le, surv, bound, rate.estimate)
         label = max(self.settings["quantiles"]) if q == NEW_TAIL else q
         if label not in quantiles:
             quantiles[label] = (quantile_from_buckets(le, self.pooled_c, label),

@@ -28,8 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
-from scipy.stats import gamma
+from scipy.special import expit, gammaincinv
 
 from analyzer.judge import ttest
 from analyzer.judge.rate import (
@@ -74,7 +73,7 @@ VERSION = 2
 
 def _excl(total: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per member, exclusive running sums over a chunk (last axis), carried on from
-    ``total``; and the new totals."""
+    ``total``; and the new totals. ``x`` common to all members may be one row."""
     running = np.cumsum(x, axis=-1)
     before = np.zeros(running.shape)
     before[..., 1:] = running[..., :-1]
@@ -184,10 +183,9 @@ class RateState:
         tau = self._split_jitter(data)
         nc, nb = data.requests
         seen_events, s["events"] = _excl(s["events"], data.events)
-        seen_requests, s["requests"] = _excl(s["requests"], np.broadcast_to(nc + nb,
-                                                                            data.events.shape))
+        seen_requests, s["requests"] = _excl(s["requests"], nc + nb)
         seen_c, s["c"] = _excl(s["c"], data.canary)
-        seen_nc, s["nc"] = _excl(s["nc"], np.broadcast_to(nc, data.events.shape))
+        seen_nc, s["nc"] = _excl(s["nc"], nc)
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = np.where(seen_requests > 0, seen_events / seen_requests, 0.0)
         seen = seen_events > 0
@@ -260,7 +258,7 @@ class RateState:
         for the fail test, from above for the gate."""
         s = self.sums
         absolute = self.settings["absolute_increase"]
-        b, nb = data.baseline, np.broadcast_to(data.requests[1], data.events.shape)
+        b, nb = data.baseline, data.requests[1]
         seen_b, s["b"] = _excl(s["b"], b)
         seen_n, s["nb"] = _excl(s["nb"], nb)
         x2, s["b2"] = _excl(s["b2"], b * b)
@@ -283,10 +281,11 @@ class RateState:
         per = np.maximum(count, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             effective = np.where(events > 0, 1.0 / (1.0 / events + tau_b / per), 0.0)
+            # Gamma quantiles (scipy.stats.gamma.ppf without its per-call overhead).
             lower = np.where(events > 0, events / requests
-                             * gamma.ppf(BASELINE_BOUND_LEVEL, effective) / effective, 0.0)
+                             * gammaincinv(effective, BASELINE_BOUND_LEVEL) / effective, 0.0)
             upper = np.where(events > 0, events / requests
-                             * gamma.ppf(1 - BASELINE_BOUND_LEVEL, effective + 1) / effective,
+                             * gammaincinv(effective + 1, 1 - BASELINE_BOUND_LEVEL) / effective,
                              -math.log(BASELINE_BOUND_LEVEL) / requests)
             allowed_fail = np.where(lower > 0, 1.0 + absolute / lower, math.inf)
             allowed_gate = np.where(upper > 0, 1.0 + absolute / upper, math.inf)

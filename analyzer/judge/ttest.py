@@ -48,14 +48,16 @@ def _log_bayes_factors(r: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     it, in log space, is exact to ~1e-10 for n ≥ 10 (a few 1e-3 in log at n = 2) and
     never overflows (scipy's non-central t density does beyond ~1,000 observations).
     """
-    n = np.broadcast_to(np.asarray(n, dtype=float), np.shape(r))[:, None]
+    n = (np.full(len(r), float(n)) if np.ndim(n) == 0 else np.asarray(n, dtype=float))[:, None]
     tilt = EFFECTS[None, :] * r[:, None]
     peak = (tilt + np.sqrt(tilt**2 + 4.0 * (n - 1))) / 2.0
     width = 1.0 / np.sqrt(1.0 + (n - 1) / np.maximum(peak, 1e-12) ** 2)
     z = np.maximum(peak[..., None] + width[..., None] * _NODES, 1e-12)
     log_f = (n[..., None] - 1) * np.log(z) - z**2 / 2.0 + tilt[..., None] * z
     top = log_f.max(axis=-1, keepdims=True)
-    integral = top[..., 0] + np.log(np.trapezoid(np.exp(log_f - top), z, axis=-1))
+    f = np.exp(log_f - top)
+    area = ((z[..., 1:] - z[..., :-1]) * (f[..., 1:] + f[..., :-1]) / 2.0).sum(axis=-1)  # trapezoid
+    integral = top[..., 0] + np.log(area)
     log_norm = (1.0 - n / 2.0) * np.log(2.0) - gammaln(n / 2.0)
     return -n * EFFECTS[None, :] ** 2 / 2.0 + log_norm + integral
 
@@ -66,16 +68,23 @@ def log_e_from_sums(n: int | np.ndarray, total: np.ndarray, squares: np.ndarray,
     observations already centred at it): all the test needs, so it can run on running sums.
     ``n`` is one count for all nulls or one per null (tests with different histories
     evaluated in one call); fewer than two observations carry no evidence."""
-    counts = np.broadcast_to(np.asarray(n, dtype=float), np.shape(total))
+    if np.ndim(n) == 0:
+        if n < 2:
+            return np.zeros(len(total))
+        r = total / np.sqrt(np.maximum(squares, 1e-300))
+        return _log_mixture(_log_bayes_factors(r if upward else -r, n))
     out = np.zeros(len(total))
-    rows = counts >= 2
-    if not rows.any():
-        return out
-    r = total[rows] / np.sqrt(np.maximum(squares[rows], 1e-300))
-    log_bf = _log_bayes_factors(r if upward else -r, counts[rows])
-    top = log_bf.max(axis=1)
-    out[rows] = top + np.log(np.exp(log_bf - top[:, None]).mean(axis=1))
+    rows = np.asarray(n) >= 2
+    if rows.any():
+        r = total[rows] / np.sqrt(np.maximum(squares[rows], 1e-300))
+        out[rows] = _log_mixture(_log_bayes_factors(r if upward else -r, np.asarray(n)[rows]))
     return out
+
+
+def _log_mixture(log_bf: np.ndarray) -> np.ndarray:
+    """Log of the equal-weight mixture over effects (columns), per row."""
+    top = log_bf.max(axis=1)
+    return top + np.log(np.exp(log_bf - top[:, None]).mean(axis=1))
 
 
 def log_e_values(y: np.ndarray, nulls: np.ndarray, upward: bool) -> np.ndarray:

@@ -6,7 +6,9 @@ this script times, at 60 and 720 intervals (30 min and 6 h of 30-s intervals). T
 ``replay_length.py``'s healthy canary: ~200 req/s, 1% errors, Istio latency buckets, 25%
 canary weight, seed 2026, judged under the dataset's default config (``config_for_dataset``:
 an error-rate metric and a latency metric). Each figure is the median over ``--repeats``
-looks on fresh copies of the same state; the copy itself is timed apart.
+looks on fresh copies of the same state; the copy itself is timed apart. Times are the
+process's CPU time (``time.process_time``), so that other load on a shared machine counts
+as little as it can.
 
     nice -n 19 python benchmarks/judge/look_cost.py [--looks 60 720] [--repeats 200]
                                                      [--json PATH]
@@ -49,13 +51,13 @@ def look_cost(dataset: Dataset, n: int, repeats: int) -> dict[str, Any]:
     last_weights = None if weights is None else weights[n - 1:n]
     looks, extends, judgements, copies = [], [], [], []
     for _ in range(repeats):
-        began = time.perf_counter()
+        began = time.process_time()
         scratch = state.copy()
-        copied = time.perf_counter()
+        copied = time.process_time()
         scratch.extend(last, weights=last_weights)
-        extended = time.perf_counter()
+        extended = time.process_time()
         scratch.judgement(intervals=True)
-        done = time.perf_counter()
+        done = time.process_time()
         copies.append(copied - began)
         extends.append(extended - copied)
         judgements.append(done - extended)
