@@ -57,9 +57,11 @@ GRID = GRID_STEP * np.arange(-(_REACH + _PAD), _REACH + _PAD + 1)
 _CENTRAL = np.arange(_PAD, _PAD + 2 * _REACH + 1)  # indices of the nulls
 _STEPS = np.maximum(np.round(OFFSETS / GRID_STEP).astype(int), 1)  # alternatives, in steps
 _COMPONENTS = np.concatenate(([0.0], OFFSETS))
-# The confidence sequence's coarse search: grid steps outward from the estimate.
+# The confidence sequence's coarse search: grid steps outward from the estimate, the first
+# _FIRST_COARSE of them tried first (about two edges in three lie among them).
 _COARSE = np.concatenate(([0], np.unique(np.round(np.geomspace(0.03, 2 * GRID_REACH, 15)
                                                   / GRID_STEP)))).astype(int)
+_FIRST_COARSE = 8
 # The four tests: (margin, direction). up_fail: harm up; down: harm down; up_gate: inside up;
 # down_gate: inside down.
 _TESTS = (("up_fail", True), ("down", False), ("up_gate", False), ("down_gate", True))
@@ -78,6 +80,14 @@ def _excl(total: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     before = np.zeros(running.shape)
     before[..., 1:] = running[..., :-1]
     return total[:, None] + before, total + running[..., -1]
+
+
+def _interpolate(nulls: np.ndarray, v: np.ndarray) -> float:
+    """The log ratio where ``v`` (below 0 at the first of ``nulls``) first reaches 0,
+    linearly between grid nulls."""
+    j = int(np.nonzero(v >= 0)[0][0])
+    a, b = float(GRID[nulls[j - 1]]), float(GRID[nulls[j]])
+    return a + (b - a) * (-v[j - 1]) / (v[j] - v[j - 1])
 
 
 def _pack(a: np.ndarray) -> str:
@@ -384,31 +394,48 @@ class RateState:
     def _edges(self, i: int, log_k: float, start: float) -> tuple[float, float]:
         """Edges (log ratios) of member ``i``'s confidence sequence on the grid: a coarse
         search outward from the estimate on each side, then up to 9 grid nulls inside each
-        bracket, interpolated linearly; ±inf where the grid's reach excludes nothing."""
+        bracket, interpolated linearly; ±inf where the grid's reach excludes nothing.
+
+        The e-values are computed in rounds, both sides in one call per round: the first
+        ``_FIRST_COARSE`` coarse nulls (most edges lie among them), the rest of them where
+        no edge was found yet, and the nulls inside a bracket (its ends are known). Each
+        null's value does not depend on which others share its call, so the edges are those
+        of the full search; only the nulls past an edge are skipped."""
         lo, hi = int(_CENTRAL[0]), int(_CENTRAL[-1])
         centre = int(np.clip(round(start / GRID_STEP) + _PAD + _REACH, lo, hi))
         sides = {True: -1, False: 1}  # the upward test gives the lower edge
         coarse = {up: np.unique(np.clip(centre + sign * _COARSE, lo, hi))[::sign]
                   for up, sign in sides.items()}  # outward from the centre
+        values = {up: np.zeros(0) for up in sides}  # at coarse[up][:len(values[up])]
+        brackets: dict[bool, tuple[np.ndarray, float, float]] = {}  # nulls, end values
         edges: dict[bool, float] = {}
-        fine: dict[bool, np.ndarray] = {}
-        values = self._cs_values(i, [(coarse[up], up) for up in sides], log_k)
-        for (up, sign), v in zip(sides.items(), values, strict=True):
-            hits = np.nonzero(v >= 0)[0]
-            if len(hits) == 0:
-                edges[up] = sign * math.inf
-            elif hits[0] == 0:
-                edges[up] = float(GRID[coarse[up][0]])
-            else:
-                j = int(hits[0])
-                inside = np.linspace(coarse[up][j - 1], coarse[up][j], 9)
-                fine[up] = np.unique(np.round(inside).astype(int))[::sign]
-        if fine:
-            values = self._cs_values(i, [(nulls, up) for up, nulls in fine.items()], log_k)
-            for (up, nulls), v in zip(fine.items(), values, strict=True):
-                j = int(np.nonzero(v >= 0)[0][0])
-                a, b = float(GRID[nulls[j - 1]]), float(GRID[nulls[j]])
-                edges[up] = a + (b - a) * (-v[j - 1]) / (v[j] - v[j - 1])
+        asked = {up: coarse[up][:_FIRST_COARSE] for up in sides}
+        while asked:
+            answers = self._cs_values(i, [(nulls, up) for up, nulls in asked.items()], log_k)
+            following = {}
+            for up, v in zip(asked, answers, strict=True):
+                if up in brackets:
+                    nulls, first, last = brackets[up]
+                    edges[up] = _interpolate(nulls, np.concatenate(([first], v, [last])))
+                    continue
+                values[up] = np.concatenate((values[up], v))
+                hits = np.nonzero(values[up] >= 0)[0]
+                if len(hits) == 0 and len(values[up]) < len(coarse[up]):
+                    following[up] = coarse[up][len(values[up]):]
+                elif len(hits) == 0:
+                    edges[up] = sides[up] * math.inf
+                elif hits[0] == 0:
+                    edges[up] = float(GRID[coarse[up][0]])
+                else:
+                    j = int(hits[0])
+                    inside = np.linspace(coarse[up][j - 1], coarse[up][j], 9)
+                    nulls = np.unique(np.round(inside).astype(int))[::sides[up]]
+                    brackets[up] = (nulls, float(values[up][j - 1]), float(values[up][j]))
+                    if len(nulls) > 2:
+                        following[up] = nulls[1:-1]
+                    else:
+                        edges[up] = _interpolate(nulls, values[up][j - 1:j + 1])
+            asked = following
         return edges[True], edges[False]
 
     def results(self) -> list[RateTest]:

@@ -52,12 +52,25 @@ def _log_bayes_factors(r: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     tilt = EFFECTS[None, :] * r[:, None]
     peak = (tilt + np.sqrt(tilt**2 + 4.0 * (n - 1))) / 2.0
     width = 1.0 / np.sqrt(1.0 + (n - 1) / np.maximum(peak, 1e-12) ** 2)
-    z = np.maximum(peak[..., None] + width[..., None] * _NODES, 1e-12)
-    log_f = (n[..., None] - 1) * np.log(z) - z**2 / 2.0 + tilt[..., None] * z
+    # The integrand on the nodes, computed in place (the arrays are the judge's largest):
+    # z = max(peak + width·node, 1e-12), log f = (n−1)·log z − z²/2 + tilt·z.
+    z = width[..., None] * _NODES
+    z += peak[..., None]
+    np.maximum(z, 1e-12, out=z)
+    log_f = np.log(z)
+    log_f *= n[..., None] - 1
+    term = np.square(z)
+    term /= 2.0
+    log_f -= term
+    np.multiply(tilt[..., None], z, out=term)
+    log_f += term
     top = log_f.max(axis=-1, keepdims=True)
-    f = np.exp(log_f - top)
-    area = ((z[..., 1:] - z[..., :-1]) * (f[..., 1:] + f[..., :-1]) / 2.0).sum(axis=-1)  # trapezoid
-    integral = top[..., 0] + np.log(area)
+    log_f -= top
+    f = np.exp(log_f, out=log_f)
+    area = z[..., 1:] - z[..., :-1]  # the trapezoid rule
+    area *= f[..., 1:] + f[..., :-1]
+    area /= 2.0
+    integral = top[..., 0] + np.log(area.sum(axis=-1))
     log_norm = (1.0 - n / 2.0) * np.log(2.0) - gammaln(n / 2.0)
     return -n * EFFECTS[None, :] ** 2 / 2.0 + log_norm + integral
 
