@@ -17,6 +17,13 @@ alternatives rounded to grid points (still a uniform mixture of fixed alternativ
 e-process per null); its edges are interpolated between grid points. The estimate maximises
 the grid log-likelihood with a parabola through the best point and its neighbours. A report
 therefore costs O(grid), whatever the number of intervals.
+
+A state is a batch of tests that share their intervals and settings: every array has a
+leading member axis. A ratio metric and the split check are batches of one; a latency metric's
+thresholds are one batch, so a live call folds and reports all of them in one pass of array
+operations (one t-test call for all their e-values) instead of dozens of small ones per
+threshold. A member's numbers do not depend on its batch: intervals a member does not use in
+a test weigh 0 there.
 """
 
 from __future__ import annotations
