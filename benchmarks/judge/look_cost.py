@@ -12,6 +12,13 @@ as little as it can.
 
     nice -n 19 python benchmarks/judge/look_cost.py [--looks 60 720] [--repeats 200]
                                                      [--json PATH]
+
+The "before" figures (``results/look_cost_before.json``) are this script run on commit
+d33d3cc's judge, one ``RateState`` per latency threshold::
+
+    mkdir /tmp/before && git archive d33d3cc analyzer benchmarks | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before:/tmp/before/benchmarks/judge python benchmarks/judge/look_cost.py \
+        --json benchmarks/judge/results/look_cost_before.json
 """
 
 from __future__ import annotations
