@@ -28,7 +28,7 @@ is an e-process), so testing several quantiles costs no extra alpha.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -91,14 +91,14 @@ def _survival_at_bounds(le: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.concatenate((above[1:], [0.0])) / counts.sum()
 
 
-def _survival(le: np.ndarray, counts: np.ndarray, x: float) -> float:
-    """Share of requests above x, interpolated inside the bucket that holds x.
+def _survival(le: np.ndarray, surv: np.ndarray, x: float) -> float:
+    """Share of requests above x, interpolated inside the bucket that holds x (``surv``: the
+    shares above each bound, ``_survival_at_bounds``).
 
     Inside a bucket, log-survival is taken linear in log-latency (a power law), which
     follows the steep tail of latency distributions across Istio's wide buckets far better
     than Prometheus' linear interpolation; the first bucket, starting at 0, stays linear.
     """
-    surv = _survival_at_bounds(le, counts)
     finite = le[:-1]
     j = int(np.searchsorted(finite, x, side="left"))
     if j >= len(finite):  # beyond the last finite bound: no shape information
@@ -116,9 +116,8 @@ def _survival(le: np.ndarray, counts: np.ndarray, x: float) -> float:
     return math.exp((1.0 - f) * math.log(lower_s) + f * math.log(upper_s))
 
 
-def _inverse_survival(le: np.ndarray, counts: np.ndarray, target: float) -> float | None:
+def _inverse_survival(le: np.ndarray, surv: np.ndarray, target: float) -> float | None:
     """The latency above which a share ``target`` of requests lies (inverse of _survival)."""
-    surv = _survival_at_bounds(le, counts)
     finite = len(le) - 1
     j = int(np.searchsorted(-surv[:finite], -target, side="left"))  # first bound with S ≤ t
     if j >= finite:
@@ -135,15 +134,16 @@ def _inverse_survival(le: np.ndarray, counts: np.ndarray, target: float) -> floa
     return math.exp((1.0 - f) * math.log(lower_x) + f * math.log(upper_x))
 
 
-def _ratio_from_exceedance(le: np.ndarray, counts: np.ndarray, bound: float,
+def _ratio_from_exceedance(le: np.ndarray, surv: np.ndarray, bound: float,
                            exceedance_ratio: float) -> float:
-    """Latency ratio a with S_b(bound / a) = exceedance_ratio · S_b(bound)."""
-    target = exceedance_ratio * _survival(le, counts, bound)
+    """Latency ratio a with S_b(bound / a) = exceedance_ratio · S_b(bound) (``surv``: the
+    baseline's shares above each bound)."""
+    target = exceedance_ratio * _survival(le, surv, bound)
     if target >= 1.0:
         return math.inf
     if target <= 0.0:
         return 0.0
-    x = _inverse_survival(le, counts, target)
+    x = _inverse_survival(le, surv, target)
     if x is None or x <= 0:
         return math.inf
     return bound / x
@@ -188,7 +188,8 @@ def _shares_above(pooled: np.ndarray) -> np.ndarray:
 
 class LatencyState:
     """Running state of the latency test: thresholds fixed once (``FIX_REQUESTS``), one
-    ``RateState`` per threshold, pooled bucket counts for the reports.
+    ``RateState`` batch with a member per threshold (all thresholds folded in one pass),
+    pooled bucket counts for the reports.
 
     Intervals before the thresholds are fixed wait in a buffer and are folded in when they
     are (so the state does not depend on how the intervals were chunked). Exceedance-ratio
@@ -206,7 +207,7 @@ class LatencyState:
         self.fixed_b: np.ndarray | None = None  # the baseline the thresholds came from
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.thresholds: list[tuple[float, int]] | None = None
-        self.states: list[RateState] = []
+        self.test: RateState | None = None  # member i: thresholds[i]
 
     def extend(self, le: np.ndarray, canary: np.ndarray, baseline: np.ndarray) -> None:
         le = np.asarray(le, dtype=float)
@@ -238,49 +239,54 @@ class LatencyState:
         self.fixed_b = rows_b[: fix + 1].sum(axis=0)
         quantiles = tuple(self.settings["quantiles"])
         self.thresholds = _thresholds(self.le, self.fixed_b, quantiles)
-        self.states = [RateState() for _ in self.thresholds]
+        self.test = RateState(size=len(self.thresholds))
         self.pending = []
         before = _exclusive_rows(rows_b)
         before[: fix + 1] = self.fixed_b  # intervals up to the fixing one: its baseline
         self._fold(rows_c, rows_b, before)
 
     def _fold(self, canary: np.ndarray, baseline: np.ndarray, before: np.ndarray) -> None:
-        assert self.le is not None and self.thresholds is not None
+        assert self.le is not None and self.thresholds is not None and self.test is not None
         le = self.le
         den_c, den_b = canary.sum(axis=1), baseline.sum(axis=1)
-        above_c = np.cumsum(canary[:, ::-1], axis=1)[:, ::-1]
-        above_b = np.cumsum(baseline[:, ::-1], axis=1)[:, ::-1]
         keep = (den_c > 0) & (den_b > 0)
+        columns = np.array([k + 1 for _, k in self.thresholds])
+        above_c = np.cumsum(canary[keep, ::-1], axis=1)[:, ::-1][:, columns].T
+        above_b = np.cumsum(baseline[keep, ::-1], axis=1)[:, ::-1][:, columns].T
+        nc, nb = den_c[keep], den_b[keep]
+        data = SplitData(above_c, above_c + above_b, np.log(nc) - np.log(nb), nc, nb)
         shares = _shares_above(before[keep])
         bounds = np.concatenate(([0.0], le[:-1]))
-        for (_, k), state in zip(self.thresholds, self.states, strict=True):
-            data = SplitData.from_counts(above_c[:, k + 1], den_c, above_b[:, k + 1], den_b)
-            base = shares[:, k + 1]
-            up, gate_up = self._margins(shares, bounds, base, float(le[k]),
-                                        self.settings["allowed_increase"], increase=True)
-            down, gate_down = self._margins(shares, bounds, base, float(le[k]),
-                                            self.settings["allowed_decrease"], increase=False)
-            state.extend(data, {"up": up, "gate_up": gate_up, "down": down,
+        at = le[columns - 1]
+        up, gate_up = self._margins(shares, bounds, columns, at,
+                                    self.settings["allowed_increase"], increase=True)
+        down, gate_down = self._margins(shares, bounds, columns, at,
+                                        self.settings["allowed_decrease"], increase=False)
+        self.test.extend(data, {"up": up, "gate_up": gate_up, "down": down,
                                 "gate_down": gate_down})
 
     @staticmethod
-    def _margins(shares: np.ndarray, bounds: np.ndarray, base: np.ndarray, bound: float,
-                 ratio: float, *, increase: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(fail, gate) exceedance-ratio margins at ``bound`` for a latency ratio, per row.
+    def _margins(shares: np.ndarray, bounds: np.ndarray, columns: np.ndarray,
+                 at: np.ndarray, ratio: float, *, increase: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(fail, gate) exceedance-ratio margins for a latency ratio, per threshold (bucket
+        bounds ``at``, share columns ``columns``) and row.
 
         ``S_b(bound / ratio)`` lies between the survival at the bucket bounds around it; the
         fail side takes the bound that over-states the margin, the gate the one that
         under-states it. Where the baseline had nothing above ``bound`` yet, the fail margin
         is the largest the judge allows and the gate's is 1.
         """
-        n = len(base)
+        shape = (len(columns), len(shares))
         if ratio == 1.0:
-            return np.ones(n), np.ones(n)
-        x = bound / ratio
-        below = int(np.searchsorted(bounds, x, side="right")) - 1
-        above = int(np.searchsorted(bounds, x, side="left"))
-        upper = shares[:, below]
-        lower = shares[:, above] if above < len(bounds) else np.zeros(n)
+            return np.ones(shape), np.ones(shape)
+        base = shares[:, columns].T
+        x = at / ratio
+        below = np.searchsorted(bounds, x, side="right") - 1
+        above = np.searchsorted(bounds, x, side="left")
+        upper = shares[:, below].T
+        padded = np.concatenate((shares, np.zeros((len(shares), 1))), axis=1)
+        lower = padded[:, np.minimum(above, len(bounds))].T  # beyond the last bound: 0
         seen = base > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             high = np.where(seen, upper / base, 0.0)
@@ -300,43 +306,50 @@ class LatencyState:
         pooled_c = np.zeros(1) if self.pooled_c is None else self.pooled_c
         pooled_b = np.zeros(1) if self.pooled_b is None else self.pooled_b
         canary_total, baseline_total = int(pooled_c.sum()), int(pooled_b.sum())
-        if not self.thresholds or self.le is None or canary_total == 0:
+        if (not self.thresholds or self.test is None or self.le is None
+                or canary_total == 0):
             return LatencyTest(0.0, 0.0, (), canary_total, baseline_total, None)
         le = self.le
-        tests = []
-        for (q, k), state in zip(self.thresholds, self.states, strict=True):
-            rate = state.result()
-            tests.append(self._threshold(q, float(le[k]), rate, None))
+        surv = _survival_at_bounds(le, pooled_b)
+        quantiles: dict[float, tuple[float | None, float | None]] = {}
+        tests = [self._threshold(q, float(le[k]), rate, surv, quantiles)
+                 for (q, k), rate in zip(self.thresholds, self.test.results(), strict=True)]
         # Reported: the strongest evidence of harm among thresholds with an estimate (a new
         # tail without events yet has none to report).
         key = _harm_key(self.settings["direction"])
         best = max(range(len(tests)),
                    key=lambda i: (tests[i].rate.estimate is not None, key(tests[i])))
         if interval_log_k is not None:
-            q, k = self.thresholds[best]
-            rate = self.states[best].result(interval_log_k)
+            bound = tests[best].bound
+            ratios = self.test.interval(best, interval_log_k)
             interval = None
-            if rate.interval is not None:
-                interval = (_ratio_from_exceedance(le, pooled_b, float(le[k]), rate.interval[0]),
-                            _ratio_from_exceedance(le, pooled_b, float(le[k]), rate.interval[1]))
-            tests[best] = self._threshold(q, float(le[k]), rate, interval)
+            if ratios is not None:
+                interval = (_ratio_from_exceedance(le, surv, bound, ratios[0]),
+                            _ratio_from_exceedance(le, surv, bound, ratios[1]))
+            tests[best] = replace(tests[best], rate=replace(tests[best].rate, interval=ratios),
+                                  interval=interval)
         n = math.log(len(tests))
         log_up = float(np.logaddexp.reduce([t.rate.log_e_increase for t in tests]) - n)
         log_down = float(np.logaddexp.reduce([t.rate.log_e_decrease for t in tests]) - n)
         return LatencyTest(log_up, log_down, tuple(tests), canary_total, baseline_total,
                            tests[best])
 
-    def _threshold(self, q: float, bound: float, rate: RateTest,
-                   interval: tuple[float, float] | None) -> ThresholdTest:
+    def _threshold(self, q: float, bound: float, rate: RateTest, surv: np.ndarray,
+                   quantiles: dict[float, tuple[float | None, float | None]]
+                   ) -> ThresholdTest:
+        """One threshold's report (without an interval); ``surv`` holds the baseline's
+        shares above each bound, ``quantiles`` caches the pooled quantiles by label, which
+        thresholds share."""
         assert self.le is not None and self.pooled_b is not None and self.pooled_c is not None
         le, pooled_b = self.le, self.pooled_b
         effect = None
         if rate.estimate is not None and pooled_b.sum() > 0:
-            effect = _ratio_from_exceedance(le, pooled_b, bound, rate.estimate)
+            effect = _ratio_from_exceedance(le, surv, bound, rate.estimate)
         label = max(self.settings["quantiles"]) if q == NEW_TAIL else q
-        return ThresholdTest(q, bound, rate, effect, interval,
-                             quantile_from_buckets(le, self.pooled_c, label),
-                             quantile_from_buckets(le, pooled_b, label))
+        if label not in quantiles:
+            quantiles[label] = (quantile_from_buckets(le, self.pooled_c, label),
+                                quantile_from_buckets(le, pooled_b, label))
+        return ThresholdTest(q, bound, rate, effect, None, *quantiles[label])
 
     def copy(self) -> LatencyState:
         other = LatencyState.__new__(LatencyState)
@@ -346,7 +359,7 @@ class LatencyState:
         other.pooled_b = None if self.pooled_b is None else self.pooled_b.copy()
         other.pending = list(self.pending)
         other.thresholds = None if self.thresholds is None else list(self.thresholds)
-        other.states = [s.copy() for s in self.states]
+        other.test = None if self.test is None else self.test.copy()
         return other
 
     def to_dict(self) -> dict[str, Any]:
@@ -360,7 +373,7 @@ class LatencyState:
                 "pending": [[c.tolist(), b.tolist()] for c, b in self.pending],
                 "thresholds": None if self.thresholds is None
                 else [[q, k] for q, k in self.thresholds],
-                "states": [s.to_dict() for s in self.states]}
+                "test": None if self.test is None else self.test.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LatencyState:
@@ -383,7 +396,7 @@ class LatencyState:
                          for c, b in data["pending"]]
         state.thresholds = None if data["thresholds"] is None else [
             (float(q), int(k)) for q, k in data["thresholds"]]
-        state.states = [RateState.from_dict(s) for s in data["states"]]
+        state.test = None if data["test"] is None else RateState.from_dict(data["test"])
         return state
 
 

@@ -75,9 +75,9 @@ RECENT = 5
 class SplitData:
     """Intervals with traffic on both sides, as the test needs them."""
 
-    canary: np.ndarray  # canary events per interval
-    events: np.ndarray  # events on both sides
-    logit_share: np.ndarray  # logit of the canary's share of requests
+    canary: np.ndarray  # canary events per interval (or per test and interval: a batch)
+    events: np.ndarray  # events on both sides (the same shape)
+    logit_share: np.ndarray  # logit of the canary's share of requests, per interval
     canary_requests: np.ndarray | None = None  # per-side requests: the interval-level test
     baseline_requests: np.ndarray | None = None  # and the absolute margin need them
 
@@ -93,7 +93,7 @@ class SplitData:
                    nb[keep])
 
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self.logit_share)
 
     @property
     def baseline(self) -> np.ndarray:

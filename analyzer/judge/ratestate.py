@@ -17,6 +17,13 @@ alternatives rounded to grid points (still a uniform mixture of fixed alternativ
 e-process per null); its edges are interpolated between grid points. The estimate maximises
 the grid log-likelihood with a parabola through the best point and its neighbours. A report
 therefore costs O(grid), whatever the number of intervals.
+
+A state is a batch of tests that share their intervals and settings: every array has a
+leading member axis. A ratio metric and the split check are batches of one; a latency metric's
+thresholds are one batch, so a live call folds and reports all of them in one pass of array
+operations (one t-test call for all their e-values) instead of dozens of small ones per
+threshold. A member's numbers do not depend on its batch: intervals a member does not use in
+a test weigh 0 there.
 """
 
 from __future__ import annotations
@@ -24,11 +31,11 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
-from scipy.stats import gamma
+from scipy.special import expit, gammaincinv
 
 from analyzer.judge import ttest
 from analyzer.judge.rate import (
@@ -57,19 +64,37 @@ GRID = GRID_STEP * np.arange(-(_REACH + _PAD), _REACH + _PAD + 1)
 _CENTRAL = np.arange(_PAD, _PAD + 2 * _REACH + 1)  # indices of the nulls
 _STEPS = np.maximum(np.round(OFFSETS / GRID_STEP).astype(int), 1)  # alternatives, in steps
 _COMPONENTS = np.concatenate(([0.0], OFFSETS))
+# The confidence sequence's coarse search: grid steps outward from the estimate, the first
+# _FIRST_COARSE of them tried first (about two edges in three lie among them).
+_COARSE = np.concatenate(([0], np.unique(np.round(np.geomspace(0.03, 2 * GRID_REACH, 15)
+                                                  / GRID_STEP)))).astype(int)
+_FIRST_COARSE = 8
 # The four tests: (margin, direction). up_fail: harm up; down: harm down; up_gate: inside up;
 # down_gate: inside down.
 _TESTS = (("up_fail", True), ("down", False), ("up_gate", False), ("down_gate", True))
 _SIGNS = np.array([1.0 if upward else -1.0 for _, upward in _TESTS])
-_SUMS = ("n", "n_t", "up", "down", "excess", "scale", "events", "requests", "c", "nc",
-         "b", "nb", "b2", "bnb", "nb2", "share")
-VERSION = 1
+# Running sums per member of a batch; "n" (intervals) and "share" (Σ canary request share)
+# are the same for every member and are kept once.
+_SUMS = ("n_t", "up", "down", "excess", "scale", "events", "requests", "c", "nc",
+         "b", "nb", "b2", "bnb", "nb2")
+VERSION = 2
 
 
-def _excl(total: float, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """Exclusive running sums over a chunk, carried on from ``total``; and the new total."""
-    running = np.cumsum(x)
-    return total + np.concatenate(([0.0], running[:-1])), total + float(running[-1])
+def _excl(total: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per member, exclusive running sums over a chunk (last axis), carried on from
+    ``total``; and the new totals. ``x`` common to all members may be one row."""
+    running = np.cumsum(x, axis=-1)
+    before = np.zeros(running.shape)
+    before[..., 1:] = running[..., :-1]
+    return total[:, None] + before, total + running[..., -1]
+
+
+def _interpolate(nulls: np.ndarray, v: np.ndarray) -> float:
+    """The log ratio where ``v`` (below 0 at the first of ``nulls``) first reaches 0,
+    linearly between grid nulls."""
+    j = int(np.nonzero(v >= 0)[0][0])
+    a, b = float(GRID[nulls[j - 1]]), float(GRID[nulls[j]])
+    return a + (b - a) * (-v[j - 1]) / (v[j] - v[j - 1])
 
 
 def _pack(a: np.ndarray) -> str:
@@ -86,76 +111,92 @@ def _log_mean_exp(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 class RateState:
-    """Running state of one rate test (one ratio metric, one latency threshold, the split).
+    """Running state of a batch of ``size`` rate tests that share their intervals and
+    settings: one ratio metric or the split check (a batch of one), or all thresholds of a
+    latency metric (one member per threshold), folded in one pass of array operations.
 
-    ``tau2`` fixes the jitter (0: the textbook binomial test) and keeps every interval in the
-    event-level test; ``requests=False`` for data without per-side request counts (the
-    traffic check), ``grid=False`` when no estimate or interval will ever be asked for.
+    A batch's data (``SplitData``) has canary and event counts of shape (size, intervals)
+    (or just (intervals,) for a batch of one) and one canary share and request count per
+    interval, common to all members. ``tau2`` fixes the jitter (0: the textbook binomial
+    test) and keeps every interval in the event-level test; ``requests=False`` for data
+    without per-side request counts (the traffic check), ``grid=False`` when no estimate or
+    interval will ever be asked for.
     """
 
     def __init__(self, *, allowed_increase: float = 1.0, allowed_decrease: float = 1.0,
                  absolute_increase: float = 0.0, gate_increase: float | None = None,
                  gate_decrease: float | None = None, tau2: float | None = None,
-                 requests: bool = True, grid: bool = True) -> None:
+                 requests: bool = True, grid: bool = True, size: int = 1) -> None:
         self.settings: dict[str, Any] = {
             "allowed_increase": allowed_increase, "allowed_decrease": allowed_decrease,
             "absolute_increase": absolute_increase, "gate_increase": gate_increase,
-            "gate_decrease": gate_decrease, "tau2": tau2, "requests": requests, "grid": grid}
-        self.sums = dict.fromkeys(_SUMS, 0.0)
-        self.components = np.zeros((len(_TESTS), len(_COMPONENTS)))
-        self.t_sums = np.zeros((len(_TESTS) + 1, 2))  # per test Σx, Σx²; last row unshifted
-        self.grid_events = np.zeros(len(GRID)) if grid else None
-        self.grid_all = np.zeros(len(GRID)) if grid else None
-        self.tail: dict[str, list[float]] = {"canary": [], "logit": [], "temper": []}
-        self.last = {"tau2": PRIOR_TAU2 if tau2 is None else tau2,
-                     "up_fail": allowed_increase, "up_gate": allowed_increase}
+            "gate_decrease": gate_decrease, "tau2": tau2, "requests": requests, "grid": grid,
+            "size": size}
+        self.size = size
+        self.n = 0.0  # intervals folded in
+        self.share = 0.0  # Σ canary request share over them
+        self.sums = {name: np.zeros(size) for name in _SUMS}
+        self.components = np.zeros((size, len(_TESTS), len(_COMPONENTS)))
+        self.t_sums = np.zeros((size, len(_TESTS) + 1, 2))  # per test Σx, Σx²; last unshifted
+        self.grid_events = np.zeros((size, len(GRID))) if grid else None
+        self.grid_all = np.zeros((size, len(GRID))) if grid else None
+        self.tail = {"canary": np.zeros((size, 0)), "temper": np.zeros((size, 0))}
+        self.tail_logit: list[float] = []
+        self.last = {"tau2": np.full(size, PRIOR_TAU2 if tau2 is None else tau2),
+                     "up_fail": np.full(size, allowed_increase),
+                     "up_gate": np.full(size, allowed_increase)}
 
     # ----------------------------------------------------------------- updating
     def extend(self, data: SplitData, ratios: dict[str, np.ndarray] | None = None) -> None:
         """Fold in the next intervals (already restricted to traffic on both sides).
 
-        ``ratios`` may give per-interval ratio margins ``up``, ``gate_up``, ``down``,
-        ``gate_down`` in place of the fixed ones (latency thresholds, whose exceedance margins
-        are bounded from the baseline's earlier intervals).
+        ``ratios`` may give per member and interval ratio margins ``up``, ``gate_up``,
+        ``down``, ``gate_down`` in place of the fixed ones (latency thresholds, whose
+        exceedance margins are bounded from the baseline's earlier intervals).
         """
         k = len(data)
         if k == 0:
             return
-        temper, by_interval, tau_last = self._plan(data)
-        shifts = self._shifts(data, ratios or {})
+        shape = (self.size, k)
+        data = SplitData(np.reshape(data.canary, shape), np.reshape(data.events, shape),
+                         data.logit_share, data.canary_requests, data.baseline_requests)
+        share = expit(data.logit_share)
+        temper, by_interval, tau_last = self._plan(data, share)
+        shifts = self._shifts(data, ratios or {})  # (size, test, interval)
         events = ~by_interval
         if events.any():
             self._fold_events(data, shifts, temper, events)
         if by_interval.any():
             nc, nb = data.requests
-            y = ttest.log_ratios(data.canary[by_interval], nc[by_interval],
-                                 data.baseline[by_interval], nb[by_interval])
-            for j, (name, _) in enumerate(_TESTS):
-                x = y - shifts[name][by_interval]
-                self.t_sums[j] += (x.sum(), (x * x).sum())
-            self.t_sums[-1] += (y.sum(), (y * y).sum())
+            y = ttest.log_ratios(data.canary, nc, data.baseline, nb)
+            x = np.where(by_interval[:, None, :], y[:, None, :] - shifts, 0.0)
+            y = np.where(by_interval, y, 0.0)
+            self.t_sums[:, :-1] += np.stack((x.sum(axis=-1), (x * x).sum(axis=-1)), axis=-1)
+            self.t_sums[:, -1] += np.stack((y.sum(axis=-1), (y * y).sum(axis=-1)), axis=-1)
         if self.grid_all is not None and self.grid_events is not None:
             self._fold_grid(data, temper, events)
-        s = self.sums
-        s["n"] += k
-        s["n_t"] += float(by_interval.sum())
-        s["share"] += float(expit(data.logit_share).sum())
-        for name, values in (("canary", data.canary), ("logit", data.logit_share),
-                             ("temper", temper)):
-            self.tail[name] = (self.tail[name] + [float(v) for v in values[-RECENT:]])[-RECENT:]
-        self.last = {"tau2": tau_last, "up_fail": float(math.exp(shifts["up_fail"][-1])),
-                     "up_gate": float(math.exp(shifts["up_gate"][-1]))}
+        self.n += k
+        self.sums["n_t"] = self.sums["n_t"] + by_interval.sum(axis=-1)
+        self.share += float(share.sum())
+        for name, values in (("canary", data.canary), ("temper", temper)):
+            self.tail[name] = np.concatenate((self.tail[name], values[:, -RECENT:]),
+                                             axis=1)[:, -RECENT:]
+        self.tail_logit = (self.tail_logit + data.logit_share[-RECENT:].tolist())[-RECENT:]
+        last = shifts[:, :, -1].tolist()
+        self.last = {"tau2": tau_last,
+                     "up_fail": np.array([math.exp(row[0]) for row in last]),
+                     "up_gate": np.array([math.exp(row[2]) for row in last])}
 
-    def _plan(self, data: SplitData) -> tuple[np.ndarray, np.ndarray, float]:
-        """Per interval, from the intervals before it: tempering and unit of evidence."""
+    def _plan(self, data: SplitData, share: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per member and interval, from the intervals before it: tempering and unit of
+        evidence (True: the interval-level t-test); and the latest interval's τ²."""
         s, cfg = self.sums, self.settings
-        k = len(data)
-        share = expit(data.logit_share)
         if cfg["tau2"] is not None or not cfg["requests"]:
             fixed = PRIOR_TAU2 if cfg["tau2"] is None else cfg["tau2"]
             kappa = np.maximum(data.events - 1.0, 0.0) * share * (1 - share) * fixed
             self._carry_counts(data)
-            return 1.0 + kappa, np.zeros(k, dtype=bool), float(fixed)
+            return 1.0 + kappa, np.zeros(kappa.shape, dtype=bool), np.full(self.size, fixed)
         tau = self._split_jitter(data)
         nc, nb = data.requests
         seen_events, s["events"] = _excl(s["events"], data.events)
@@ -175,16 +216,16 @@ class RateState:
                                   / (seen_requests - seen_nc) * nb, 0.0)
         normal = np.minimum(expected_c, expected_b) >= MIN_INTERVAL_EVENTS
         by_interval = seen & normal & (kappa >= INTERVAL_KAPPA)
-        return 1.0 + TEMPER_SAFETY * kappa, by_interval, float(tau[-1])
+        return 1.0 + TEMPER_SAFETY * kappa, by_interval, tau[:, -1].copy()
 
     def _carry_counts(self, data: SplitData) -> None:
         s = self.sums
-        s["events"] += float(data.events.sum())
-        s["c"] += float(data.canary.sum())
+        s["events"] = s["events"] + data.events.sum(axis=-1)
+        s["c"] = s["c"] + data.canary.sum(axis=-1)
         if data.has_requests:
             nc, nb = data.requests
-            s["requests"] += float((nc + nb).sum())
-            s["nc"] += float(nc.sum())
+            s["requests"] = s["requests"] + float((nc + nb).sum())
+            s["nc"] = s["nc"] + float(nc.sum())
 
     def _split_jitter(self, data: SplitData) -> np.ndarray:
         """``rate.split_jitter``'s predictable τ², from the running Mantel-Haenszel sums."""
@@ -204,28 +245,28 @@ class RateState:
                          * (theta * (1 - theta)) ** 2, 0.0)
         seen_excess, s["excess"] = _excl(s["excess"], excess)
         seen_scale, s["scale"] = _excl(s["scale"], scale)
-        count = s["n"] + np.arange(len(data), dtype=float)
+        count = self.n + np.arange(len(data), dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
             typical = np.where(seen_scale > 0, seen_scale / np.maximum(count, 1.0), 1.0)
         prior = PRIOR_INTERVALS * typical
         return np.maximum((seen_excess + prior * PRIOR_TAU2) / (seen_scale + prior), 0.0)
 
-    def _shifts(self, data: SplitData, ratios: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Per interval and test, the log ratio its null sits at (``rate.py``: margins)."""
+    def _shifts(self, data: SplitData, ratios: dict[str, np.ndarray]) -> np.ndarray:
+        """Per member, test (``_TESTS``' order) and interval, the log ratio its null sits at
+        (``rate.py``: margins)."""
         cfg = self.settings
-        k = len(data)
+        shape = data.events.shape
 
         def given(name: str, default: float) -> np.ndarray:
-            return np.log(ratios[name]) if name in ratios else np.full(k, math.log(default))
+            return np.log(ratios[name]) if name in ratios else np.full(shape, math.log(default))
 
         up = given("up", cfg["allowed_increase"])
         gate_up = given("gate_up", cfg["gate_increase"] or cfg["allowed_increase"])
         if cfg["absolute_increase"] > 0 and cfg["requests"]:
             up, gate_up = self._absolute(data, np.exp(up), np.exp(gate_up))
-        return {"up_fail": up, "down": given("down", cfg["allowed_decrease"]),
-                "up_gate": gate_up,
-                "down_gate": given("gate_down", cfg["gate_decrease"]
-                                   or cfg["allowed_decrease"])}
+        down = given("down", cfg["allowed_decrease"])
+        gate_down = given("gate_down", cfg["gate_decrease"] or cfg["allowed_decrease"])
+        return np.stack((up, down, gate_up, gate_down), axis=1)
 
     def _absolute(self, data: SplitData, ratio: np.ndarray, gate_ratio: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +281,7 @@ class RateState:
         x2, s["b2"] = _excl(s["b2"], b * b)
         xn, s["bnb"] = _excl(s["bnb"], b * nb)
         n2, s["nb2"] = _excl(s["nb2"], nb * nb)
-        count = s["n"] + np.arange(len(data), dtype=float)
+        count = self.n + np.arange(len(data), dtype=float)
         # The baseline's jitter (squared CV beyond binomial noise), shrunk towards the prior.
         dof = np.maximum(count - 1.0, 0.0)
         fit = np.where(dof > 0, count / np.maximum(dof, 1.0), 0.0)
@@ -257,10 +298,11 @@ class RateState:
         per = np.maximum(count, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             effective = np.where(events > 0, 1.0 / (1.0 / events + tau_b / per), 0.0)
+            # Gamma quantiles (scipy.stats.gamma.ppf without its per-call overhead).
             lower = np.where(events > 0, events / requests
-                             * gamma.ppf(BASELINE_BOUND_LEVEL, effective) / effective, 0.0)
+                             * gammaincinv(effective, BASELINE_BOUND_LEVEL) / effective, 0.0)
             upper = np.where(events > 0, events / requests
-                             * gamma.ppf(1 - BASELINE_BOUND_LEVEL, effective + 1) / effective,
+                             * gammaincinv(effective + 1, 1 - BASELINE_BOUND_LEVEL) / effective,
                              -math.log(BASELINE_BOUND_LEVEL) / requests)
             allowed_fail = np.where(lower > 0, 1.0 + absolute / lower, math.inf)
             allowed_gate = np.where(upper > 0, 1.0 + absolute / upper, math.inf)
@@ -269,83 +311,85 @@ class RateState:
                               np.maximum(gate_ratio, MAX_ABSOLUTE_RATIO)))
         return fail, gate
 
-    def _fold_events(self, data: SplitData, shifts: dict[str, np.ndarray],
-                     temper: np.ndarray, rows: np.ndarray) -> None:
-        """Add the event-level intervals' tempered log-likelihoods, per test and component."""
-        c, e = data.canary[rows], data.events[rows]
-        weight = 1.0 / temper[rows]
-        centre = data.logit_share[rows][None, :] + np.stack(
-            [shifts[name][rows] for name, _ in _TESTS])
-        x = centre[:, :, None] + _SIGNS[:, None, None] * _COMPONENTS[None, None, :]
-        ll = -(c[None, :, None] * np.logaddexp(0.0, -x)
-               + (e - c)[None, :, None] * np.logaddexp(0.0, x))
-        self.components += (ll * weight[None, :, None]).sum(axis=1)
+    def _fold_events(self, data: SplitData, shifts: np.ndarray, temper: np.ndarray,
+                     rows: np.ndarray) -> None:
+        """Add the event-level intervals' (``rows``) tempered log-likelihoods, per member,
+        test and component; the other intervals weigh 0."""
+        c, e = data.canary[:, None, :, None], data.events[:, None, :, None]
+        weight = np.where(rows, 1.0 / temper, 0.0)
+        centre = data.logit_share + shifts
+        x = centre[..., None] + _SIGNS[:, None, None] * _COMPONENTS
+        ll = -(c * np.logaddexp(0.0, -x) + (e - c) * np.logaddexp(0.0, x))
+        self.components += (ll * weight[:, None, :, None]).sum(axis=2)
 
     def _fold_grid(self, data: SplitData, temper: np.ndarray, events: np.ndarray) -> None:
-        """Σ over intervals of (c·x − e·softplus(x)) / temper at x = logit share + grid."""
-        rows = data.events > 0
+        """Σ over intervals of (c·x − e·softplus(x)) / temper at x = logit share + grid, over
+        all intervals and over the event-level ones (``events``)."""
+        c, e, base = data.canary, data.events, data.logit_share
+        rows = e > 0
         if not rows.any():
             return
-        c, e, base = data.canary[rows], data.events[rows], data.logit_share[rows]
-        weight = 1.0 / temper[rows]
-        softplus = np.logaddexp(0.0, base[:, None] + GRID[None, :])
-        ll = (weight * c * base).sum() + (weight * c).sum() * GRID - (weight * e) @ softplus
+        weight = np.where(rows, 1.0 / temper, 0.0)
+        weight = np.stack((weight, np.where(events, weight, 0.0)))  # all; event-level
+        softplus = np.logaddexp(0.0, base[:, None] + GRID)
+        wc = weight * c
+        ll = ((wc * base).sum(axis=-1)[..., None] + wc.sum(axis=-1)[..., None] * GRID
+              - (weight * e) @ softplus)
         assert self.grid_all is not None and self.grid_events is not None
-        self.grid_all += ll
-        mask = events[rows]
-        if mask.all():
-            self.grid_events += ll
-        elif mask.any():
-            w, cm, bm = weight[mask], c[mask], base[mask]
-            self.grid_events += ((w * cm * bm).sum() + (w * cm).sum() * GRID
-                                 - (w * e[mask]) @ softplus[mask])
+        self.grid_all += ll[0]
+        self.grid_events += ll[1]
 
     # ----------------------------------------------------------------- reading
     def _log_e(self) -> np.ndarray:
-        """The four tests' log e-values (event mixture plus t-test, one t-test call)."""
-        ratios = self.components[:, 1:] - self.components[:, :1]
+        """Per member, the four tests' log e-values (event mixture plus t-test; one t-test
+        call for the whole batch)."""
+        ratios = self.components[..., 1:] - self.components[..., :1]
         out = _log_mean_exp(ratios)
-        n_t = int(self.sums["n_t"])
-        if n_t >= 2:
-            total, squares = self.t_sums[:-1, 0], self.t_sums[:-1, 1]
-            out = out + ttest.log_e_from_sums(n_t, _SIGNS * total, squares, True)
+        n_t = self.sums["n_t"]
+        rows = n_t >= 2
+        if rows.any():
+            sums = self.t_sums[rows, :-1]
+            t_part = ttest.log_e_from_sums(np.repeat(n_t[rows], len(_TESTS)),
+                                           (_SIGNS * sums[..., 0]).ravel(),
+                                           sums[..., 1].ravel(), True)
+            out[rows] = out[rows] + t_part.reshape(-1, len(_TESTS))
         return out
 
-    def _delta_hat(self) -> float:
-        """Maximum-likelihood log ratio (±inf when one side has no events, NaN without any)."""
-        s = self.sums
-        total_events, canary = s["events"], s["c"]
-        if s["n"] == 0 or total_events == 0:
+    def _delta_hat(self, i: int) -> float:
+        """Member ``i``'s maximum-likelihood log ratio (±inf when one side has no events, NaN
+        without any)."""
+        total_events, canary = float(self.sums["events"][i]), float(self.sums["c"][i])
+        if self.n == 0 or total_events == 0:
             return math.nan
         if canary == 0:
             return -math.inf
         if canary == total_events:
             return math.inf
         assert self.grid_all is not None
-        ll = self.grid_all[_CENTRAL]
-        i = int(np.argmax(ll))
-        if i == 0 or i == len(ll) - 1:
-            return math.copysign(math.inf, i - 0.5)  # beyond the grid's reach
-        left, mid, right = ll[i - 1], ll[i], ll[i + 1]
+        ll = self.grid_all[i, _CENTRAL]
+        j = int(np.argmax(ll))
+        if j == 0 or j == len(ll) - 1:
+            return math.copysign(math.inf, j - 0.5)  # beyond the grid's reach
+        left, mid, right = ll[j - 1], ll[j], ll[j + 1]
         curve = left - 2 * mid + right
         step = 0.0 if curve >= 0 else 0.5 * (left - right) / curve
-        return float(GRID[_CENTRAL[i]] + step * GRID_STEP)
+        return float(GRID[_CENTRAL[j]] + step * GRID_STEP)
 
-    def _cs_values(self, groups: list[tuple[np.ndarray, bool]], log_k: float
+    def _cs_values(self, i: int, groups: list[tuple[np.ndarray, bool]], log_k: float
                    ) -> list[np.ndarray]:
-        """Log e-value minus log_k at grid nulls (indices into GRID), for groups of nulls
-        each tested upward or downward; one t-test call for all of them."""
+        """Member ``i``'s log e-value minus log_k at grid nulls (indices into GRID), for
+        groups of nulls each tested upward or downward; one t-test call for all of them."""
         assert self.grid_events is not None
-        ll = self.grid_events
+        ll = self.grid_events[i]
         values = []
         for nulls, upward in groups:
             sign = 1 if upward else -1
             alternatives = ll[nulls[:, None] + sign * _STEPS[None, :]] - ll[nulls][:, None]
             values.append(_log_mean_exp(alternatives) - log_k)
-        n_t = int(self.sums["n_t"])
+        n_t = int(self.sums["n_t"][i])
         if n_t < 2:
             return values
-        total, squares = self.t_sums[-1]
+        total, squares = self.t_sums[i, -1].tolist()
         nu = np.concatenate([GRID[nulls] for nulls, _ in groups])
         signs = np.concatenate([np.full(len(nulls), 1.0 if upward else -1.0)
                                 for nulls, upward in groups])
@@ -354,93 +398,132 @@ class RateState:
         cuts = np.cumsum([len(nulls) for nulls, _ in groups])[:-1]
         return [v + t for v, t in zip(values, np.split(t_part, cuts), strict=True)]
 
-    def _edges(self, log_k: float, start: float) -> tuple[float, float]:
-        """Edges (log ratios) of the confidence sequence on the grid: a coarse search outward
-        from the estimate on each side, then up to 9 grid nulls inside each bracket,
-        interpolated linearly; ±inf where the grid's reach excludes nothing."""
+    def _edges(self, i: int, log_k: float, start: float) -> tuple[float, float]:
+        """Edges (log ratios) of member ``i``'s confidence sequence on the grid: a coarse
+        search outward from the estimate on each side, then up to 9 grid nulls inside each
+        bracket, interpolated linearly; ±inf where the grid's reach excludes nothing.
+
+        The e-values are computed in rounds, both sides in one call per round: the first
+        ``_FIRST_COARSE`` coarse nulls (most edges lie among them), the rest of them where
+        no edge was found yet, and the nulls inside a bracket (its ends are known). Each
+        null's value does not depend on which others share its call, so the edges are those
+        of the full search; only the nulls past an edge are skipped."""
         lo, hi = int(_CENTRAL[0]), int(_CENTRAL[-1])
         centre = int(np.clip(round(start / GRID_STEP) + _PAD + _REACH, lo, hi))
-        jumps = np.unique(np.round(np.geomspace(0.03, 2 * GRID_REACH, 15) / GRID_STEP))
-        steps = np.concatenate(([0], jumps)).astype(int)
         sides = {True: -1, False: 1}  # the upward test gives the lower edge
-        coarse = {up: np.unique(np.clip(centre + sign * steps, lo, hi))[::sign]
+        coarse = {up: np.unique(np.clip(centre + sign * _COARSE, lo, hi))[::sign]
                   for up, sign in sides.items()}  # outward from the centre
+        values = {up: np.zeros(0) for up in sides}  # at coarse[up][:len(values[up])]
+        brackets: dict[bool, tuple[np.ndarray, float, float]] = {}  # nulls, end values
         edges: dict[bool, float] = {}
-        fine: dict[bool, np.ndarray] = {}
-        values = self._cs_values([(coarse[up], up) for up in sides], log_k)
-        for (up, sign), v in zip(sides.items(), values, strict=True):
-            hits = np.nonzero(v >= 0)[0]
-            if len(hits) == 0:
-                edges[up] = sign * math.inf
-            elif hits[0] == 0:
-                edges[up] = float(GRID[coarse[up][0]])
-            else:
-                i = int(hits[0])
-                inside = np.linspace(coarse[up][i - 1], coarse[up][i], 9)
-                fine[up] = np.unique(np.round(inside).astype(int))[::sign]
-        if fine:
-            values = self._cs_values([(nulls, up) for up, nulls in fine.items()], log_k)
-            for (up, nulls), v in zip(fine.items(), values, strict=True):
-                j = int(np.nonzero(v >= 0)[0][0])
-                a, b = float(GRID[nulls[j - 1]]), float(GRID[nulls[j]])
-                edges[up] = a + (b - a) * (-v[j - 1]) / (v[j] - v[j - 1])
+        asked = {up: coarse[up][:_FIRST_COARSE] for up in sides}
+        while asked:
+            answers = self._cs_values(i, [(nulls, up) for up, nulls in asked.items()], log_k)
+            following = {}
+            for up, v in zip(asked, answers, strict=True):
+                if up in brackets:
+                    nulls, first, last = brackets[up]
+                    edges[up] = _interpolate(nulls, np.concatenate(([first], v, [last])))
+                    continue
+                values[up] = np.concatenate((values[up], v))
+                hits = np.nonzero(values[up] >= 0)[0]
+                if len(hits) == 0 and len(values[up]) < len(coarse[up]):
+                    following[up] = coarse[up][len(values[up]):]
+                elif len(hits) == 0:
+                    edges[up] = sides[up] * math.inf
+                elif hits[0] == 0:
+                    edges[up] = float(GRID[coarse[up][0]])
+                else:
+                    j = int(hits[0])
+                    inside = np.linspace(coarse[up][j - 1], coarse[up][j], 9)
+                    nulls = np.unique(np.round(inside).astype(int))[::sides[up]]
+                    brackets[up] = (nulls, float(values[up][j - 1]), float(values[up][j]))
+                    if len(nulls) > 2:
+                        following[up] = nulls[1:-1]
+                    else:
+                        edges[up] = _interpolate(nulls, values[up][j - 1:j + 1])
+            asked = following
         return edges[True], edges[False]
 
-    def result(self, interval_log_k: float | None = None) -> RateTest:
-        """The test on every interval so far; ``interval_log_k`` asks for the confidence
-        sequence (one-sided errors each at most ``exp(-interval_log_k)``)."""
+    def results(self) -> list[RateTest]:
+        """Each member's test on every interval so far, without confidence sequences
+        (``interval`` gives one member's)."""
         s, cfg = self.sums, self.settings
-        n = int(s["n"])
-        c_events = round(s["c"])
-        b_events = round(s["events"] - s["c"])
-        estimate = None
-        delta_hat = math.nan
-        if self.grid_all is not None:
-            delta_hat = self._delta_hat()
-            if math.isnan(delta_hat):
-                estimate = None
-            elif math.isinf(delta_hat):
-                share = s["share"] / n
-                estimate = ((c_events + 0.5) / share) / ((b_events + 0.5) / (1.0 - share))
-            else:
-                estimate = math.exp(delta_hat)
-        interval = None
-        if interval_log_k is not None and n and self.grid_events is not None:
-            centre = 0.0 if math.isnan(delta_hat) else float(
-                np.clip(delta_hat, -GRID_REACH, GRID_REACH))
-            lo, hi = self._edges(interval_log_k, centre)
-            interval = (0.0 if math.isinf(lo) else math.exp(lo),
-                        math.inf if math.isinf(hi) else math.exp(hi))
-        tail = self.tail
-        log_e = self._log_e()
-        return RateTest(
-            log_e_increase=float(log_e[0]), log_e_decrease=float(log_e[1]),
-            log_e_inside_up=float(log_e[2]), log_e_inside_down=float(log_e[3]),
-            estimate=estimate, interval=interval, tau2=float(self.last["tau2"]),
-            canary_events=c_events, baseline_events=b_events,
-            margin_up=float(self.last["up_fail"]) if n else cfg["allowed_increase"],
-            gate_up=float(self.last["up_gate"]) if n else cfg["allowed_increase"],
-            interval_share=s["n_t"] / n if n else 0.0,
-            recent_temper=float(np.mean(tail["temper"])) if n else 1.0,
-            recent_canary=float(np.mean(tail["canary"])) if n else 0.0,
-            last_logit_share=tail["logit"][-1] if n else None)
+        n = int(self.n)
+        log_e = self._log_e().tolist()
+        canary, events = s["c"].tolist(), s["events"].tolist()
+        n_t, tau2 = s["n_t"].tolist(), self.last["tau2"].tolist()
+        up_fail, up_gate = self.last["up_fail"].tolist(), self.last["up_gate"].tolist()
+        temper = self.tail["temper"].mean(axis=1).tolist() if n else None
+        recent = self.tail["canary"].mean(axis=1).tolist() if n else None
+        out = []
+        for i in range(self.size):
+            c_events = round(canary[i])
+            b_events = round(events[i] - canary[i])
+            estimate = None
+            if self.grid_all is not None:
+                delta_hat = self._delta_hat(i)
+                if math.isinf(delta_hat):
+                    share = self.share / n
+                    estimate = ((c_events + 0.5) / share) / ((b_events + 0.5) / (1.0 - share))
+                elif not math.isnan(delta_hat):
+                    estimate = math.exp(delta_hat)
+            out.append(RateTest(
+                log_e_increase=log_e[i][0], log_e_decrease=log_e[i][1],
+                log_e_inside_up=log_e[i][2], log_e_inside_down=log_e[i][3],
+                estimate=estimate, interval=None, tau2=tau2[i],
+                canary_events=c_events, baseline_events=b_events,
+                margin_up=up_fail[i] if n else cfg["allowed_increase"],
+                gate_up=up_gate[i] if n else cfg["allowed_increase"],
+                interval_share=n_t[i] / n if n else 0.0,
+                recent_temper=temper[i] if temper is not None else 1.0,
+                recent_canary=recent[i] if recent is not None else 0.0,
+                last_logit_share=self.tail_logit[-1] if n else None))
+        return out
+
+    def interval(self, i: int, log_k: float) -> tuple[float, float] | None:
+        """Member ``i``'s confidence sequence (ratios; one-sided errors each at most
+        ``exp(-log_k)``), around its estimate; None before any interval or without a grid."""
+        if not self.n or self.grid_events is None:
+            return None
+        delta_hat = self._delta_hat(i)
+        centre = 0.0 if math.isnan(delta_hat) else float(
+            np.clip(delta_hat, -GRID_REACH, GRID_REACH))
+        lo, hi = self._edges(i, log_k, centre)
+        return (0.0 if math.isinf(lo) else math.exp(lo),
+                math.inf if math.isinf(hi) else math.exp(hi))
+
+    def result(self, interval_log_k: float | None = None) -> RateTest:
+        """The test of a batch of one on every interval so far; ``interval_log_k`` asks for
+        the confidence sequence (one-sided errors each at most ``exp(-interval_log_k)``)."""
+        if self.size != 1:
+            raise ValueError(f"result() of a batch of {self.size}: use results()")
+        rate = self.results()[0]
+        if interval_log_k is None:
+            return rate
+        return replace(rate, interval=self.interval(0, interval_log_k))
 
     # ----------------------------------------------------------------- storing
     def copy(self) -> RateState:
         other = RateState.__new__(RateState)
         other.settings = dict(self.settings)
-        other.sums = dict(self.sums)
+        other.size, other.n, other.share = self.size, self.n, self.share
+        other.sums = dict(self.sums)  # arrays are replaced, never changed in place
         other.components = self.components.copy()
         other.t_sums = self.t_sums.copy()
         other.grid_events = None if self.grid_events is None else self.grid_events.copy()
         other.grid_all = None if self.grid_all is None else self.grid_all.copy()
-        other.tail = {k: list(v) for k, v in self.tail.items()}
+        other.tail = dict(self.tail)
+        other.tail_logit = list(self.tail_logit)
         other.last = dict(self.last)
         return other
 
     def to_dict(self) -> dict[str, Any]:
-        return {"v": VERSION, "settings": self.settings, "sums": self.sums,
-                "last": self.last, "tail": self.tail,
+        return {"v": VERSION, "settings": self.settings, "n": self.n, "share": self.share,
+                "sums": {k: v.tolist() for k, v in self.sums.items()},
+                "last": {k: v.tolist() for k, v in self.last.items()},
+                "tail": {k: v.tolist() for k, v in self.tail.items()},
+                "tail_logit": self.tail_logit,
                 "components": _pack(self.components), "t_sums": _pack(self.t_sums),
                 "grid_events": None if self.grid_events is None else _pack(self.grid_events),
                 "grid_all": None if self.grid_all is None else _pack(self.grid_all)}
@@ -450,14 +533,21 @@ class RateState:
         if data.get("v") != VERSION:
             raise ValueError(f"rate state version {data.get('v')!r}, expected {VERSION}")
         state = cls(**data["settings"])
-        state.sums = {k: float(data["sums"][k]) for k in _SUMS}
-        state.last = {k: float(v) for k, v in data["last"].items()}
-        state.tail = {k: [float(x) for x in data["tail"][k]] for k in state.tail}
+        size = state.size
+
+        def rows(value: list) -> np.ndarray:
+            return np.asarray(value, dtype=float).reshape(size, -1)
+
+        state.n, state.share = float(data["n"]), float(data["share"])
+        state.sums = {k: rows(data["sums"][k])[:, 0] for k in _SUMS}
+        state.last = {k: rows(data["last"][k])[:, 0] for k in state.last}
+        state.tail = {k: rows(data["tail"][k]) for k in state.tail}
+        state.tail_logit = [float(x) for x in data["tail_logit"]]
         state.components = _unpack(data["components"]).reshape(state.components.shape)
         state.t_sums = _unpack(data["t_sums"]).reshape(state.t_sums.shape)
-        if state.grid_events is not None:
-            state.grid_events = _unpack(data["grid_events"])
-            state.grid_all = _unpack(data["grid_all"])
+        if state.grid_events is not None and state.grid_all is not None:
+            state.grid_events = _unpack(data["grid_events"]).reshape(state.grid_events.shape)
+            state.grid_all = _unpack(data["grid_all"]).reshape(state.grid_all.shape)
         return state
 
 

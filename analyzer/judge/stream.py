@@ -54,7 +54,7 @@ from analyzer.judge.series import GaugeSeries, HistogramSeries, MetricSeries, Ra
 from analyzer.judge.traffic import TrafficState
 
 log = logging.getLogger("analyzer.judge")
-VERSION = 1
+VERSION = 2  # 2: a latency metric's thresholds are one batched RateState
 
 
 class _Ratio:

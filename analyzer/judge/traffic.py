@@ -89,7 +89,7 @@ class TrafficState:
         else:
             counted = (self.totals[0], self.totals[1])
         share = counted[0] / sum(counted) if sum(counted) else None
-        if test.sums["n"] == 0:
+        if test.n == 0:
             return TrafficCheck(weight_now, share, True, None,
                                 "no traffic under a split weight yet: split not checked")
         result = test.result()

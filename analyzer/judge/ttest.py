@@ -36,8 +36,8 @@ def log_ratios(canary: np.ndarray, canary_requests: np.ndarray, baseline: np.nda
             - np.log(baseline + 0.5) + np.log(baseline_requests))
 
 
-def _log_bayes_factors(r: np.ndarray, n: int) -> np.ndarray:
-    """log BF(ε) for each r (rows) and effect ε (columns).
+def _log_bayes_factors(r: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """log BF(ε) for each r (rows, with ``n`` observations each) and effect ε (columns).
 
     With the right-Haar prior dσ/σ and u = 1/σ, the Bayes factor of "mean = εσ" against
     "mean = 0" for n normal observations with sum Σx and sum of squares S is
@@ -48,25 +48,54 @@ def _log_bayes_factors(r: np.ndarray, n: int) -> np.ndarray:
     it, in log space, is exact to ~1e-10 for n ≥ 10 (a few 1e-3 in log at n = 2) and
     never overflows (scipy's non-central t density does beyond ~1,000 observations).
     """
+    n = (np.full(len(r), float(n)) if np.ndim(n) == 0 else np.asarray(n, dtype=float))[:, None]
     tilt = EFFECTS[None, :] * r[:, None]
     peak = (tilt + np.sqrt(tilt**2 + 4.0 * (n - 1))) / 2.0
     width = 1.0 / np.sqrt(1.0 + (n - 1) / np.maximum(peak, 1e-12) ** 2)
-    z = np.maximum(peak[..., None] + width[..., None] * _NODES, 1e-12)
-    log_f = (n - 1) * np.log(z) - z**2 / 2.0 + tilt[..., None] * z
+    # The integrand on the nodes, computed in place (the arrays are the judge's largest):
+    # z = max(peak + width·node, 1e-12), log f = (n−1)·log z − z²/2 + tilt·z.
+    z = width[..., None] * _NODES
+    z += peak[..., None]
+    np.maximum(z, 1e-12, out=z)
+    log_f = np.log(z)
+    log_f *= n[..., None] - 1
+    term = np.square(z)
+    term /= 2.0
+    log_f -= term
+    np.multiply(tilt[..., None], z, out=term)
+    log_f += term
     top = log_f.max(axis=-1, keepdims=True)
-    integral = top[..., 0] + np.log(np.trapezoid(np.exp(log_f - top), z, axis=-1))
+    log_f -= top
+    f = np.exp(log_f, out=log_f)
+    area = z[..., 1:] - z[..., :-1]  # the trapezoid rule
+    area *= f[..., 1:] + f[..., :-1]
+    area /= 2.0
+    integral = top[..., 0] + np.log(area.sum(axis=-1))
     log_norm = (1.0 - n / 2.0) * np.log(2.0) - gammaln(n / 2.0)
     return -n * EFFECTS[None, :] ** 2 / 2.0 + log_norm + integral
 
 
-def log_e_from_sums(n: int, total: np.ndarray, squares: np.ndarray,
+def log_e_from_sums(n: int | np.ndarray, total: np.ndarray, squares: np.ndarray,
                     upward: bool) -> np.ndarray:
     """Log mixture e-values from ``n`` observations' sums Σx and Σx² (one pair per null, the
-    observations already centred at it): all the test needs, so it can run on running sums."""
-    if n < 2:
-        return np.zeros(len(total))
-    r = total / np.sqrt(np.maximum(squares, 1e-300))
-    log_bf = _log_bayes_factors(r if upward else -r, n)
+    observations already centred at it): all the test needs, so it can run on running sums.
+    ``n`` is one count for all nulls or one per null (tests with different histories
+    evaluated in one call); fewer than two observations carry no evidence."""
+    if np.ndim(n) == 0:
+        if n < 2:
+            return np.zeros(len(total))
+        r = total / np.sqrt(np.maximum(squares, 1e-300))
+        return _log_mixture(_log_bayes_factors(r if upward else -r, n))
+    out = np.zeros(len(total))
+    rows = np.asarray(n) >= 2
+    if rows.any():
+        r = total[rows] / np.sqrt(np.maximum(squares[rows], 1e-300))
+        out[rows] = _log_mixture(_log_bayes_factors(r if upward else -r, np.asarray(n)[rows]))
+    return out
+
+
+def _log_mixture(log_bf: np.ndarray) -> np.ndarray:
+    """Log of the equal-weight mixture over effects (columns), per row."""
     top = log_bf.max(axis=1)
     return top + np.log(np.exp(log_bf - top[:, None]).mean(axis=1))
 
