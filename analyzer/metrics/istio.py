@@ -308,11 +308,18 @@ def carry_at(rows: Mapping[str, Mapping[str, np.ndarray]], seam: Seam | None,
     for query, series in rows.items():
         before = {} if seam is None else seam.carry.get(query, {})
         carried = out[query] = {}
-        for key, row in series.items():
-            head = row[:final - m + 1]
-            present = np.flatnonzero(~np.isnan(head))
-            if present.size and (present[-1] > 0 or seam is None):
-                carried[key] = [m + int(present[-1]), float(head[present[-1]])]
+        if not series:
+            continue
+        keys = list(series)
+        # One pass over all series of the query (rows of one query have equal lengths).
+        head = np.vstack([series[key][:final - m + 1] for key in keys])
+        present = ~np.isnan(head)
+        last = head.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)
+        found = present.any(axis=1) & ((last > 0) | (seam is None))
+        values = head[np.arange(len(keys)), last].tolist()
+        for i, key in enumerate(keys):
+            if found[i]:
+                carried[key] = [m + int(last[i]), values[i]]
             elif key in before:
                 carried[key] = before[key]
     return out

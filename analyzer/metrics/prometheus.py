@@ -350,8 +350,9 @@ def _parse_result(result: Any) -> list[RangeSeries]:
     for item in result:
         metric = item.get("metric") if isinstance(item, dict) else None
         values = item.get("values") if isinstance(item, dict) else None
+        # JSON object keys are always strings; the values need checking.
         if not isinstance(metric, dict) or not isinstance(values, list) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+                type(v) is str for v in metric.values()):
             raise PrometheusUnavailable("answer has a malformed series")
         try:
             # numpy parses Prometheus' value strings ("1.5", "NaN", "+Inf") in C.
