@@ -25,8 +25,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from analyzer.analysis import DEFAULT_MAX_WINDOW, DEFAULT_STEP, Analyzer, RolloutSource
 from analyzer.api.auth import TokenFile, Unauthorized, bearer_guard
+from analyzer.api.counting import CountRequests
 from analyzer.api.errors import error_response, reason_of
-from analyzer.api.hostile import CountUnhandledErrors, nesting_error
+from analyzer.api.hostile import nesting_error
 from analyzer.api.openapi import judge_request_body
 from analyzer.api.requestlog import LogJudgeCalls
 from analyzer.config import CanaryConfig, load_config_dir
@@ -185,16 +186,7 @@ def create_app(settings: Settings) -> FastAPI:
     def rejected(exc: RequestError) -> JSONResponse:
         return answer_error(exc)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next: Any) -> Response:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        telemetry.http_requests.labels(route=template, method=request.method,
-                                       status=str(response.status_code)).inc()
-        return response
-
-    app.add_middleware(CountUnhandledErrors, counter=telemetry.http_requests)
+    app.add_middleware(CountRequests, counter=telemetry.http_requests)
     app.add_middleware(LogJudgeCalls)
 
     @app.post("/api/v1/judge", summary="Judge a canary (JSON body, DESIGN §3)",

@@ -1,25 +1,16 @@
-"""Guards against hostile or odd requests that the routes themselves would not survive well.
+"""A guard against judge bodies that the JSON decoder itself would not survive well.
 
-Two things live here, kept out of ``app.py``:
-
-- ``nesting_error``: a judge body nested a thousand levels deep makes Python's JSON decoder
-  raise ``RecursionError`` (a 500 with a traceback). A judge request needs at most a handful of
-  levels (body → inline config → metrics → metric → quantiles), so anything deeper than
-  ``MAX_DEPTH`` is refused as a 400 naming ``body`` before it is decoded.
-- ``CountUnhandledErrors``: the request counter is a middleware that sees responses, and an
-  unhandled exception passes it by as an exception, not a response; the 500 the error handler
-  then sends would go uncounted. This outer middleware counts exactly those, so every 5xx shows
-  in ``canary_analyzer_http_requests_total``.
+A judge body nested a thousand levels deep makes Python's JSON decoder raise
+``RecursionError`` (a 500 with a traceback). A judge request needs at most a handful of levels
+(body → inline config → metrics → metric → quantiles), so anything deeper than ``MAX_DEPTH``
+is refused as a 400 naming ``body`` before it is decoded.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
-from prometheus_client import Counter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects accepted in a JSON body."""
@@ -46,34 +37,3 @@ def nesting_error(raw: bytes, limit: int = MAX_DEPTH) -> str | None:
     if depth > limit:
         return f"body nests {depth} levels deep; at most {limit} are accepted"
     return None
-
-
-class CountUnhandledErrors:
-    """ASGI middleware: counts a request whose handling raised before any response started as
-    a 500 under its route template, then lets the exception go on to the error handler (which
-    answers the 500)."""
-
-    def __init__(self, app: ASGIApp, counter: Counter) -> None:
-        self.app = app
-        self.counter = counter
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        except Exception:
-            if started:  # its status went out, and was counted, before the body failed
-                raise
-            route: Any = scope.get("route")
-            self.counter.labels(route=getattr(route, "path", "unmatched"),
-                                method=scope.get("method", ""), status="500").inc()
-            raise
