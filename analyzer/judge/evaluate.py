@@ -128,7 +128,7 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
 def _within(metric: MetricConfig, log_below_up: float, log_above_down: float,
             log_level: float) -> bool:
     """Positive evidence that the ratio is inside the promotion margin, each side at level
-    alpha.
+    ``gate_alpha`` (``log_level``).
 
     An intersection-union test: pass needs every side (and every latency threshold) to
     reject its own harm hypothesis, so no multiplicity adjustment is needed.
