@@ -217,8 +217,8 @@ def test_deprecated_promotion_margin_widens_the_one_margin():
 
 
 def test_absolute_margin_counts_in_rate_points():
-    """A 0.1% baseline and a canary at 0.2% (2x, but +0.1 points): inside max(1.5x,
-    +0.25 points), so not failed with plenty of data and the gate passes; at 0.7% it fails."""
+    """A 0.1% baseline and a canary at 0.2% (2x, but +0.1 points): inside max(1.3x,
+    +0.2 points), so not failed with plenty of data and the gate passes; at 0.7% it fails."""
     rng = np.random.default_rng(21)
     config = default_config()
     inside = {"error-rate": sim.errors(rng, rps=1000, p0=0.001, ratio=2.0, share=0.5)}
@@ -226,7 +226,7 @@ def test_absolute_margin_counts_in_rate_points():
     assert first_fail is None and last.verdict == "pass", last.reason
     beyond = {"error-rate": sim.errors(rng, rps=1000, p0=0.001, ratio=7.0, share=0.5)}
     first_fail, last = _replay(beyond, config)
-    assert first_fail is not None and "+0.25 points" in last.reason
+    assert first_fail is not None and "+0.2 points" in last.reason
 
 
 def test_inconclusive_gate_says_how_much_more_evidence_it_needs():

@@ -198,3 +198,19 @@ def test_runner_reports_every_family(tmp_path: Path) -> None:
     assert flagger["overall"]["good"]["n"] == 6
     assert flagger["overall"]["bad"]["delay_vs_oracle"]["canary_requests_to_fail"]["n"] >= 1
     assert set(oracle["overall"]) == {"bad"}
+
+
+def test_candidate_overrides_change_only_the_error_margin_and_the_gate_level() -> None:
+    """gate.py and run.py compare candidates through ``candidates.override``: it must change
+    exactly what it says and leave the shipped default alone."""
+    from candidates import override
+
+    from analyzer.config import default_config
+
+    base = default_config()
+    config = override(base, ratio=1.25, absolute=0.001, gate_alpha=0.1)
+    errors, latency = config.metric("error-rate"), config.metric("latency")
+    assert (errors.allowed_increase, errors.allowed_absolute_increase) == (1.25, 0.001)
+    assert latency == base.metric("latency") and config.judge.alpha == base.judge.alpha
+    assert config.judge.gate_alpha == 0.1
+    assert override(base) == base == default_config()

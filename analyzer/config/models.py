@@ -33,6 +33,11 @@ class _Strict(BaseModel):
 
 class JudgeSettings(_Strict):
     alpha: float = Field(0.01, gt=0.0, lt=0.5)
+    gate_alpha: float = Field(0.1, gt=0.0, lt=0.5)
+    """The promotion gate's level: a canary exactly at its margin passes the gate with
+    probability at most ``gate_alpha``. Separate from ``alpha`` (the fail side's level at the
+    margin) because the promotions that matter are of canaries well beyond the margin, which
+    the gate refuses far more surely than at its edge."""
     pass_score: float = Field(95.0, ge=0.0, le=100.0)
     marginal_score: float = Field(75.0, ge=0.0, le=100.0)
     nodata_grace: int = Field(2, ge=0, le=1000)

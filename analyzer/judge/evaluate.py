@@ -128,7 +128,7 @@ def _sequential_result(metric: MetricConfig, *, log_up: float, log_down: float,
 def _within(metric: MetricConfig, log_below_up: float, log_above_down: float,
             log_level: float) -> bool:
     """Positive evidence that the ratio is inside the promotion margin, each side at level
-    alpha.
+    ``gate_alpha`` (``log_level``).
 
     An intersection-union test: pass needs every side (and every latency threshold) to
     reject its own harm hypothesis, so no multiplicity adjustment is needed.
@@ -262,9 +262,14 @@ def broken_result(metric: MetricConfig, error: str) -> MetricResult:
 
 
 def log_levels(config: CanaryConfig) -> tuple[float, float]:
-    """(log fail threshold ``M/alpha``, log gate level ``1/alpha``)."""
-    alpha = config.judge.alpha
-    return math.log(max(config.sequential_count, 1) / alpha), math.log(1.0 / alpha)
+    """(log fail threshold ``M/alpha``, log gate level ``1/gate_alpha``).
+
+    The gate is an intersection-union test, so it needs no share of the fail side's ``M``;
+    its level is its own (``judge.gate_alpha``) because a false promotion is about a canary
+    well beyond the margin, not one at its edge."""
+    judge = config.judge
+    return (math.log(max(config.sequential_count, 1) / judge.alpha),
+            math.log(1.0 / judge.gate_alpha))
 
 
 def attribute(results: list[MetricResult], config: CanaryConfig) -> list[MetricResult]:

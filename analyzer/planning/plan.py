@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from analyzer.config.models import CanaryConfig, MetricConfig
+from analyzer.judge.evaluate import log_levels
 from analyzer.planning.forecast import (
     Margin,
     Ramp,
@@ -89,9 +90,6 @@ def _models(settings: Settings) -> tuple[list[MetricModel], list[str]]:
     return out, notes
 
 
-def _thresholds(config: CanaryConfig) -> tuple[float, float]:
-    alpha = config.judge.alpha
-    return math.log(max(config.sequential_count, 1) / alpha), math.log(1.0 / alpha)
 
 
 def _fail_seconds(ramp: Ramp, traffic: Traffic, model: MetricModel, ratio: float,
@@ -118,7 +116,7 @@ def _key(ratio: float) -> str:
 
 
 def _at_traffic(settings: Settings, model: MetricModel, rps: float) -> dict[str, Any]:
-    fail_k, gate_k = _thresholds(settings.config)
+    fail_k, gate_k = log_levels(settings.config)
     traffic = Traffic(rps, model.event_rate)
     hold = settings.max_seconds
     steps = []
@@ -153,7 +151,7 @@ def _scaled(steps: tuple[Step, ...], factor: float, interval: float) -> tuple[St
 def _decides(settings: Settings, models: list[MetricModel], steps: tuple[Step, ...],
              rps: float, runs: int = _RUNS) -> bool:
     """Does every gated metric's gate pass half of the equal canaries by the ramp's end?"""
-    _, gate_k = _thresholds(settings.config)
+    _, gate_k = log_levels(settings.config)
     ramp = Ramp.from_steps([(s.weight, s.seconds) for s in steps], settings.interval_seconds)
     for model in models:
         seconds = _gate_seconds(ramp, Traffic(rps, model.event_rate), model, gate_k, runs)
@@ -250,6 +248,7 @@ def make_plan(settings: Settings) -> dict[str, Any]:
     suggestion = _suggest(settings, models, quiet)
     return {"format": FORMAT, "config": settings.config.name,
             "alpha": settings.config.judge.alpha,
+            "gate_alpha": settings.config.judge.gate_alpha,
             "interval_seconds": settings.interval_seconds,
             "max_seconds": settings.max_seconds,
             "regressions": [_key(r) for r in _regressions(settings)],

@@ -16,7 +16,8 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines = [f"history: {history['source']}, {history['hours']} h; quiet hour "
              f"{history['quiet_requests_per_second']:g} req/s, busy hour "
              f"{history['busy_requests_per_second']:g} req/s",
-             f"config: {plan['config']} (alpha {plan['alpha']:g}), one look per "
+             f"config: {plan['config']} (alpha {plan['alpha']:g}, gate alpha "
+             f"{plan['gate_alpha']:g}), one look per "
              f"{plan['interval_seconds']:g} s",
              "steps: " + ", ".join(f"{s['weight']:g}% for {format_duration(s['seconds'])}"
                                    for s in plan["steps"])]

@@ -8,6 +8,7 @@ the issue's bar for false promotion. Fixed seed, numbers printed and written as 
 
     python benchmarks/judge/gate.py [--runs N] [--seed S] [--json PATH]
                                     [--ratio R --absolute M]   # candidate error margins
+                                    [--gate-alpha A]           # candidate gate level
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from candidates import override
 from simulate import error_regression, healthy, simulate
 
 from analyzer.config import CanaryConfig, default_config
@@ -36,24 +38,17 @@ def _ramp(minutes: int) -> tuple[float, ...]:
     return (5.0,) * third + (25.0,) * third + (50.0,) * third
 
 
-def _config(ratio: float | None, absolute: float | None) -> CanaryConfig:
-    """The default config, with the error-rate margin overridden to compare candidates."""
-    config = default_config()
-    metrics = []
-    for metric in config.metrics:
-        if metric.name == "error-rate":
-            update = {k: v for k, v in (("allowed_increase", ratio),
-                                        ("allowed_absolute_increase", absolute))
-                      if v is not None}
-            metric = metric.model_copy(update=update)
-        metrics.append(metric)
-    return config.model_copy(update={"metrics": tuple(metrics)})
+def _config(ratio: float | None, absolute: float | None,
+            gate_alpha: float | None = None) -> CanaryConfig:
+    """The default config, with the error-rate margin and the gate's level overridden to
+    compare candidates."""
+    return override(default_config(), ratio=ratio, absolute=absolute, gate_alpha=gate_alpha)
 
 
-def _cell(args: tuple[int, float, float, int, str, int, float | None, float | None]
-          ) -> dict[str, Any]:
-    seed, traffic, p0, minutes, kind, runs, ratio, absolute = args
-    config = _config(ratio, absolute)
+def _cell(args: tuple[int, float, float, int, str, int, float | None, float | None,
+                     float | None]) -> dict[str, Any]:
+    seed, traffic, p0, minutes, kind, runs, ratio, absolute, gate_alpha = args
+    config = _config(ratio, absolute, gate_alpha)
     weights = _ramp(minutes)
     passed, needed, etas = 0, [], []
     for i in range(runs):
@@ -88,8 +83,9 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, help="override allowed_increase of error-rate")
     parser.add_argument("--absolute", type=float,
                         help="override allowed_absolute_increase of error-rate")
+    parser.add_argument("--gate-alpha", type=float, help="override judge.gate_alpha")
     args = parser.parse_args()
-    cells = [(args.seed, t, p, m, kind, args.runs, args.ratio, args.absolute)
+    cells = [(args.seed, t, p, m, kind, args.runs, args.ratio, args.absolute, args.gate_alpha)
              for kind in ("healthy", "worse")
              for t in TRAFFIC for p in P0 for m in MINUTES]
     began = time.time()
@@ -114,6 +110,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"seed": args.seed, "runs_per_cell": args.runs,
                                      "ratio": args.ratio, "absolute": args.absolute,
+                                     "gate_alpha": args.gate_alpha,
                                      "summary": summary, "cells": rows}, indent=1) + "\n")
     print(f"{time.time() - began:.0f} s; wrote {args.json}")
 

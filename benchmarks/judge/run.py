@@ -8,6 +8,7 @@ canaries both detect; and replay cost. See references.py for the reference judge
 
     python benchmarks/judge/run.py [--good N] [--bad M] [--seed S] [--quick] [--json PATH]
                                    [--judges ours,kayenta,flagger,oracle] [--workers N]
+                                   [--ratio R --absolute M --gate-alpha A]  # candidates
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import references
+from candidates import override
 from references import JudgeRun
 from scipy.stats import beta
 from simulate import Simulated, build_corpus
@@ -34,9 +36,10 @@ DEFAULT_JSON = Path(__file__).parent / "results" / "latest.json"
 
 def _ours(sim: Simulated) -> JudgeRun:
     # Imported here: the benchmark must run (skipping this judge) before the judge exists.
-    from analyzer.replay import replay_dataset
+    from analyzer.replay import config_for_dataset, replay_dataset
 
-    result = replay_dataset(sim.dataset)
+    config = override(config_for_dataset(sim.dataset), **_STATE.get("overrides", {}))
+    result = replay_dataset(sim.dataset, config)
     return JudgeRun(result.verdict, result.first_fail_at, len(result.evaluations))
 
 
@@ -75,9 +78,11 @@ def available_judges(wanted: Sequence[str]) -> tuple[list[str], dict[str, str]]:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(seed: int, good: int, bad: int, judges: list[str]) -> None:
+def _init_worker(seed: int, good: int, bad: int, judges: list[str],
+                 overrides: dict[str, float]) -> None:
     _STATE["corpus"] = build_corpus(seed, good, bad)
     _STATE["judges"] = judges
+    _STATE["overrides"] = overrides
 
 
 def _replay_one(index: int) -> list[dict[str, Any]]:
@@ -222,7 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write results")
     parser.add_argument("--records", type=Path,
                         help="also write one JSON line per judge and canary here")
+    parser.add_argument("--ratio", type=float,
+                        help="our judge: override allowed_increase of error-rate")
+    parser.add_argument("--absolute", type=float,
+                        help="our judge: override allowed_absolute_increase of error-rate")
+    parser.add_argument("--gate-alpha", type=float, help="our judge: override judge.gate_alpha")
     args = parser.parse_args(argv)
+    overrides = {k: v for k, v in (("ratio", args.ratio), ("absolute", args.absolute),
+                                   ("gate_alpha", args.gate_alpha)) if v is not None}
     good = args.good if args.good is not None else (60 if args.quick else 400)
     bad = args.bad if args.bad is not None else (50 if args.quick else 300)
 
@@ -235,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipping judge {name!r}: {reason}", file=sys.stderr)
     began = time.perf_counter()
     with ProcessPoolExecutor(args.workers, initializer=_init_worker,
-                             initargs=(args.seed, good, bad, judges)) as pool:
+                             initargs=(args.seed, good, bad, judges, overrides)) as pool:
         records = [r for rows in pool.map(_replay_one, range(good + bad), chunksize=4)
                    for r in rows]
     elapsed = time.perf_counter() - began
@@ -247,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     report = {"seed": args.seed, "good": good, "bad": bad, "workers": args.workers,
               "elapsed_seconds": elapsed, "judges": judges, "skipped": skipped,
+              "overrides": overrides,
               "results": summary}
     args.json.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"\nwrote {args.json}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analyzer.config import CanaryConfig, default_config
-from analyzer.judge.evaluate import judge
+from analyzer.judge.evaluate import judge, log_levels
 from analyzer.judge.series import RatioSeries
 from analyzer.planning.forecast import Margin, Ramp, Traffic, crossing_seconds, quantile_seconds
 
@@ -61,8 +61,7 @@ def margin_of(config: CanaryConfig) -> Margin:
 
 def thresholds(config: CanaryConfig) -> tuple[float, float]:
     """Log thresholds of the fail test and of the gate, as the judge sets them."""
-    alpha = config.judge.alpha
-    return math.log(max(config.sequential_count, 1) / alpha), math.log(1.0 / alpha)
+    return log_levels(config)
 
 
 def check_cell(cell: Cell, ramp: Ramp, runs: int, seed: int,
