@@ -217,7 +217,7 @@ def test_deprecated_promotion_margin_widens_the_one_margin():
 
 
 def test_absolute_margin_counts_in_rate_points():
-    """A 0.1% baseline and a canary at 0.2% (2x, but +0.1 points): inside max(1.3x,
+    """A 0.1% baseline and a canary at 0.2% (2x, but +0.1 points): inside max(1.4x,
     +0.2 points), so not failed with plenty of data and the gate passes; at 0.7% it fails."""
     rng = np.random.default_rng(21)
     config = default_config()
