@@ -52,7 +52,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from analyzer.errors import UnavailableError
-from analyzer.store.migrate import upgrade
+from analyzer.store.migrate import STARTUP_LOCK_SECONDS, upgrade
 
 DEFAULT_LOCK_TIMEOUT = 2.0
 """Seconds a call waits for a database lock before giving up with ``StoreUnavailable``.
@@ -256,8 +256,20 @@ class Store:
         so a read-only SQLite file (or directory: the journal is created beside it on the
         first changed page) would otherwise fail only at the first verdict."""
         with self.engine.connect() as connection:
-            connection.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
-            connection.rollback()
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Other stores starting at the same moment may still hold the file for their
+                # (empty) migrations: wait as long as a start-up may, not a call's 2 s.
+                connection.exec_driver_sql(
+                    f"PRAGMA busy_timeout = {int(STARTUP_LOCK_SECONDS * 1000)}")
+            try:
+                connection.exec_driver_sql(
+                    "UPDATE alembic_version SET version_num = version_num")
+                connection.rollback()
+            finally:
+                if sqlite:
+                    connection.exec_driver_sql(
+                        f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
 
     def close(self) -> None:
         self.engine.dispose()
