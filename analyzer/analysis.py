@@ -13,7 +13,8 @@ inherits the first one's window. Every call asks Prometheus, however short its w
 unreachable Prometheus is always a 503; a session's age is never an error (the most recent
 ``max_window`` is judged, and the answer says so).
 
-A session's final intervals are stored with each evaluation, so the next call (on any replica)
+A session's final intervals are stored (every ``PERSIST_EVERY`` of them) and kept in this
+process between calls (``analyzer.continuation``), so the next call, here or on any replica,
 reads from Prometheus only what came after them; ``Analyzer._read`` is that seam.
 """
 
