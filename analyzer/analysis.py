@@ -365,9 +365,10 @@ class Analyzer:
                                             resolved.end, step)
             return _Read(window, diagnoses, digest)
         resume, state = None, None
-        ahead = stored is not None and stored.fingerprint == digest and (
-            kept is None or stored.intervals > kept.intervals)
-        if kept is not None and kept.fingerprint == digest and kept.intervals <= n and not ahead:
+        # The process' entry, unless the stored row got further (another replica or worker).
+        if (kept is not None and kept.fingerprint == digest and kept.intervals <= n
+                and not (stored is not None and stored.fingerprint == digest
+                         and stored.intervals > kept.intervals)):
             resume = Resume(kept.series, Seam(kept.intervals, kept.carry, SEAM_OVERLAP))
             state = kept.state
         elif found is not None and stored is not None and stored.intervals >= 1:
