@@ -11,8 +11,10 @@ W in ``--windows`` minutes and each concurrency N in ``--concurrency``:
    first call of a session reads its whole window);
 2. timed: each of N threads walks its rollouts ``--looks`` looks further, 30 s apart, as Argo
    does (each look adds one interval). Reported: p50/p99 of those calls, calls/s over the
-   timed part, and samples read from Prometheus per call (the service's own
-   ``canary_analyzer_prometheus_samples_read`` histogram, scraped before and after).
+   timed part, samples read from Prometheus per call (the service's own
+   ``canary_analyzer_prometheus_samples_read`` histogram, scraped before and after) and the
+   service's CPU per call (its processes' user + system time, from ``/proc``: steadier than
+   calls/s on a shared machine, and apart from Prometheus' and this client's CPU).
 
 Raw PromQL: the two queries a judge of the window needs, aggregated by Prometheus — both
 sides' requests by code and latency buckets, ``sum by (...) (increase(...[W]))`` at the
@@ -111,6 +113,20 @@ def totals(url: str) -> dict[str, float]:
     return {f"{m[1]}_{m[2]}": float(m[3]) for m in _TOTALS.finditer(text)}
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live descendants (``serve`` and its workers),
+    from ``/proc``: what the service spent, apart from Prometheus and this client."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as listing:
+        return total + sum(cpu_seconds(int(child)) for child in listing.read().split())
+
+
 def body(canary: int, rollout: str, end: float) -> dict[str, Any]:
     return {"namespace": NAMESPACE, "rollout": rollout, "canary_service": f"c{canary}-canary",
             "baseline_service": f"c{canary}-stable", "start": START, "end": end,
@@ -131,8 +147,8 @@ def run_threads(count: int, work: Any) -> float:
     return time.perf_counter() - began
 
 
-def phase(url: str, canaries: int, window: int, callers: int, looks: int, rollouts: int,
-          tag: str) -> dict[str, Any]:
+def phase(url: str, pid: int, canaries: int, window: int, callers: int, looks: int,
+          rollouts: int, tag: str) -> dict[str, Any]:
     """One (window, N) cell: warm-up calls, then timed looks."""
     jobs = {c: [(f"{tag}-w{window}-n{callers}-c{c}-r{r}", (c * rollouts + r) % canaries)
                 for r in range(rollouts)] for c in range(callers)}
@@ -163,9 +179,9 @@ def phase(url: str, canaries: int, window: int, callers: int, looks: int, rollou
                         latencies.append(elapsed)
 
     run_threads(callers, warm)
-    before = totals(url)
+    before, cpu_before = totals(url), cpu_seconds(pid)
     wall = run_threads(callers, timed)
-    after = totals(url)
+    after, cpu_after = totals(url), cpu_seconds(pid)
     done = len(latencies)
 
     def per_call(key: str) -> float | None:
@@ -177,6 +193,7 @@ def phase(url: str, canaries: int, window: int, callers: int, looks: int, rollou
             "p50_ms": ms(latencies, 0.5), "p99_ms": ms(latencies, 0.99),
             "samples_per_call": per_call("canary_analyzer_prometheus_samples_read_sum"),
             "prometheus_ms_per_call": None if prom is None else prom * 1000,
+            "service_cpu_ms_per_call": (cpu_after - cpu_before) / done * 1000 if done else None,
             "statuses": {str(k): v for k, v in sorted(statuses.items())}}
 
 
@@ -209,12 +226,13 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"{result['setup']['label']}: {result['setup']['canaries']} canaries, "
              f"workers {result['setup']['workers']}, database {result['setup']['database']}",
              f"  {'W min':>5} {'N':>3} {'calls':>5} {'calls/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-             f"{'samples/call':>12} {'raw p50':>7} {'p50/raw':>7}"]
+             f"{'CPU ms':>6} {'samples/call':>12} {'raw p50':>7} {'p50/raw':>7}"]
     for p in result["phases"]:
         base = raw.get(p["window_minutes"], {}).get("p50_ms")
         ratio = p["p50_ms"] / base if base and p["p50_ms"] else None
         lines.append(f"  {p['window_minutes']:>5} {p['concurrency']:>3} {p['calls']:>5} "
                      f"{p['calls_per_second']:>7.1f} {p['p50_ms']:>7.1f} {p['p99_ms']:>7.1f} "
+                     f"{p.get('service_cpu_ms_per_call') or 0:>6.1f} "
                      f"{p['samples_per_call'] or 0:>12.0f} {base or 0:>7.1f} "
                      f"{'–' if ratio is None else f'{ratio:.2f}':>7}")
     return "\n".join(lines)
@@ -234,13 +252,16 @@ def measure(args: argparse.Namespace, work: Path, blocks: Path, database: str
         phases = []
         for window in windows:
             for level in levels:
-                phases.append(phase(service.url, args.canaries, window, level, args.looks,
-                                    max(1, args.rollouts // level), args.label))
+                assert service.pid is not None
+                phases.append(phase(service.url, service.pid, args.canaries, window, level,
+                                    args.looks, max(1, args.rollouts // level), args.label))
                 p = phases[-1]
                 if args.workers > 1:  # each scrape of /metrics reads one worker's own
                     p["samples_per_call"] = None
                 print(f"  W={window} N={level}: p50 {p['p50_ms']:.1f} ms, "
-                      f"{p['calls_per_second']:.1f}/s, {p['samples_per_call'] or 0:.0f} "
+                      f"{p['calls_per_second']:.1f}/s, service CPU "
+                      f"{p['service_cpu_ms_per_call']:.1f} ms/call, "
+                      f"{p['samples_per_call'] or 0:.0f} "
                       f"samples/call {p['statuses']}", flush=True)
         raw = [raw_promql(prometheus.url, args.canaries, w, args.raw) for w in windows]
     return phases, raw
@@ -258,8 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database", help="a SQLAlchemy URL (default: a SQLite file)")
     parser.add_argument("--postgres", action="store_true",
                         help="a throwaway PostgreSQL cluster (tests/pgfixture.py) as database")
-    parser.add_argument("--service-root", type=Path,
-                        default=Path(__file__).resolve().parents[2])
+    parser.add_argument("--service-root", type=Path, default=CHECKOUT)
     parser.add_argument("--raw", type=int, default=100, help="raw PromQL repeats per window")
     parser.add_argument("--label", default="after")
     parser.add_argument("--seed", type=int, default=1)
@@ -295,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "looks": args.looks, "rollouts": args.rollouts,
                         "cpus": os.cpu_count(), "python": platform.python_version(),
                         "load_average_after": os.getloadavg()[0],
-                        "service_root": str(args.service_root)},
+                        # Not the path: results are committed, machine paths are not.
+                        "service_root": "this checkout" if args.service_root == CHECKOUT
+                        else "another checkout (--service-root)"},
               "phases": phases, "raw_promql": raw}
     print(render(result))
     path = args.json or RESULTS / f"windows-{args.label}.json"
