@@ -401,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "CPU-bound, so up to one per core)")
     serve.add_argument("--cpu-pinning", action=argparse.BooleanOptionalAction, default=True,
                        help="run each process on one CPU (default: on; with its threads on "
-                            "several cores, handing the GIL over cost ~20%% more CPU per "
-                            "call)")
+                            "several cores, handing the GIL over cost a fifth to a half more "
+                            "CPU per call)")
     serve.add_argument("--prometheus", default="http://localhost:9090", metavar="URL")
     add_connection_flags(serve)
     serve.add_argument("--config-dir", metavar="DIR", help="canary configs (*.yaml, *.json)")

@@ -15,8 +15,8 @@ Three details matter for speed:
   ~40 ms on Linux. ``NoDelayH11Protocol`` sets it on every connection, whatever the socket.
 - One CPU per process. The GIL lets one thread of a process run Python at a time; when its
   threads (the event loop and the judge calls) run on different cores, every hand-over of the
-  GIL wakes another core: one process with 16 callers spent 33.7 ms of CPU per call unpinned
-  and 27.7 pinned on the project's 2-core VM (benchmarks/service/README.md). So each process
+  GIL wakes another core: one process with 16 callers spent 29-31 ms of CPU per call unpinned
+  and 20-23 pinned on the project's 2-core VM (benchmarks/service/README.md). So each process
   is pinned to one of the CPUs it may run on, round robin from the one the kernel started it
   on; ``--no-cpu-pinning`` leaves placement to the kernel.
 - ``gc.freeze()`` once the app is built: the start-up heap (~170k objects: FastAPI, pydantic,
