@@ -1,8 +1,8 @@
 """``serve`` runs each process on one CPU (``analyzer.api.serving``), unless told not to.
 
-Checked on real ``serve`` processes through the kernel's own record of where each of their
-threads may run (``/proc/<pid>/task/<tid>/status``), so a pin that missed a thread (one
-started before the pin) or two workers on one CPU would show.
+Checked on real ``serve`` processes through the kernel's affinity of each of their threads
+(``sched_getaffinity`` of every id in ``/proc/<pid>/task``), so a pin that missed a thread
+(one started before the pin) or two workers on one CPU would show.
 """
 
 from __future__ import annotations

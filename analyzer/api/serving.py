@@ -83,18 +83,17 @@ def choose_cpus(count: int) -> list[int] | None:
     return [allowed[(first + i) % len(allowed)] for i in range(count)]
 
 
-def pin_to(cpu: int) -> bool:
-    """Pins every thread of this process to ``cpu``; False (and a warning) when the system
-    refuses (a cpuset that forbids it): the process then runs where the kernel puts it."""
+def pin_to(cpu: int) -> None:
+    """Pins every thread of this process to ``cpu``. When the system refuses (a cpuset that
+    forbids it) it says so and the process runs where the kernel puts it."""
     try:
         for thread in os.listdir("/proc/self/task"):
             with contextlib.suppress(ProcessLookupError):  # a thread that just ended
                 os.sched_setaffinity(int(thread), {cpu})
     except OSError as exc:
         log.warning("could not pin the process to CPU %d (%s); running unpinned", cpu, exc)
-        return False
+        return
     log.info("pinned to CPU %d", cpu)
-    return True
 
 
 def tune_gc() -> None:

@@ -232,7 +232,7 @@ def render(result: dict[str, Any]) -> str:
         ratio = p["p50_ms"] / base if base and p["p50_ms"] else None
         lines.append(f"  {p['window_minutes']:>5} {p['concurrency']:>3} {p['calls']:>5} "
                      f"{p['calls_per_second']:>7.1f} {p['p50_ms']:>7.1f} {p['p99_ms']:>7.1f} "
-                     f"{p.get('service_cpu_ms_per_call') or 0:>6.1f} "
+                     f"{p['service_cpu_ms_per_call'] or 0:>6.1f} "
                      f"{p['samples_per_call'] or 0:>12.0f} {base or 0:>7.1f} "
                      f"{'–' if ratio is None else f'{ratio:.2f}':>7}")
     return "\n".join(lines)
@@ -249,10 +249,10 @@ def measure(args: argparse.Namespace, work: Path, blocks: Path, database: str
         prometheus.start(timeout=60)
         service.start(timeout=60)
         print(f"service {service.url}, database {database.split('://')[0]}", flush=True)
+        assert service.pid is not None
         phases = []
         for window in windows:
             for level in levels:
-                assert service.pid is not None
                 phases.append(phase(service.url, service.pid, args.canaries, window, level,
                                     args.looks, max(1, args.rollouts // level), args.label))
                 p = phases[-1]
