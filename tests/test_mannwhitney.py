@@ -130,7 +130,7 @@ def test_interval_rejects_bad_input(canary: np.ndarray, baseline: np.ndarray,
         mann_whitney_interval(canary, baseline, confidence)
 
 
-# --- Kayenta's worked examples (peers.md §1.11) ----------------------------------------------
+# --- Kayenta's worked examples (from Spinnaker's issue tracker) -------------------------------
 
 def test_spinnaker_6278_seven_of_ten_high_passes() -> None:
     canary = np.array([100.0] * 7 + [1.0] * 3)

@@ -2,11 +2,12 @@
 
 The analysis needs the weight Rollouts set (DESIGN §3, ``canary_weight``) to check that the
 observed traffic split matches it. Rollouts edits ``spec.http[].route[]`` in one of two ways
-(research/argo-rollouts.md §3): *host-level* — one destination per Service, matched on the host
-prefix before the first ``.`` so ``checkout-canary`` and ``checkout-canary.shop.svc.cluster.local``
-are the same Service — or *subset-level* — one host, destinations told apart by the
-DestinationRule ``subset`` (default names ``canary``/``stable``). We match exactly as the
-controller does so that we read the same destinations it writes.
+(Argo Rollouts' Istio traffic-routing docs): *host-level* — one destination per Service,
+matched on the host prefix before the first ``.`` so ``checkout-canary`` and
+``checkout-canary.shop.svc.cluster.local`` are the same Service — or *subset-level* — one
+host, destinations told apart by the DestinationRule ``subset`` (default names
+``canary``/``stable``). We match exactly as the controller does so that we read the same
+destinations it writes.
 """
 
 from __future__ import annotations

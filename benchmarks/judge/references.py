@@ -1,10 +1,10 @@
 """Reference judges, replayed on a dataset exactly as ours is: one evaluation after every
 interval on all data so far, and the first ``fail`` ends the canary (the rollout aborts).
 
-- ``kayenta``: Kayenta's NetflixACAJudge re-run at every interval on the growing window
-  (peers.md §1.4–1.6). Samples are per-interval values: error rate num/den (NaN when den is 0),
-  latency p50 and p99 estimated from each interval's histogram as Prometheus'
-  ``histogram_quantile`` does. Each metric is classified with Mann-Whitney (direction
+- ``kayenta``: Kayenta's NetflixACAJudge (its Mann-Whitney classifier and scoring) re-run at
+  every interval on the growing window. Samples are per-interval values: error rate num/den
+  (NaN when den is 0), latency p50 and p99 estimated from each interval's histogram as
+  Prometheus' ``histogram_quantile`` does. Each metric is classified with Mann-Whitney (direction
   increase, allowed_increase 1.0, nanStrategy remove, confidence 0.98, tolerance 0.25); the
   error rate is critical. Score: groups errors 50 / latency 50, group score = % Pass among
   Pass/High/Low/NodataFail (100 when none), a critical metric that is not Pass — Nodata
@@ -15,11 +15,12 @@ interval on all data so far, and the first ``fail`` ends the canary (the rollout
   inconclusive (Argo's Kayenta provider maps marginal scores to Inconclusive). Without the
   delay the first look compares one sample with one: Kayenta's CI is then [d, d] (R's
   endpoint rule), so any canary whose first p50 exceeds the baseline's is High.
-- ``flagger``: Flagger's builtin Istio checks on the canary alone (peers.md §2), at every
-  interval over the last minute (2 intervals): success rate < 99% or p99 > 500 ms is a failed
-  check, and so is no canary traffic ("no values found"); failed checks accumulate and never
-  reset; FAIL when they reach 5 (``threshold``). Never failing, the canary is promoted: pass.
-- ``oracle``: an open-ended SPRT that knows the true rates (statistics.md §4). Conditional on
+- ``flagger``: Flagger's builtin Istio checks (request-success-rate, request-duration) on
+  the canary alone, at every interval over the last minute (2 intervals): success rate < 99%
+  or p99 > 500 ms is a failed check, and so is no canary traffic ("no values found"); failed
+  checks accumulate and never reset; FAIL when they reach 5 (``threshold``). Never failing,
+  the canary is promoted: pass.
+- ``oracle``: an open-ended SPRT that knows the true rates (Wald's SPRT). Conditional on
   each interval's request counts, each 5xx landed on the canary with probability
   θ1 = w·p1/(w·p1 + (1−w)·p0) under the truth and θ0 = w if the canary were as good as the
   baseline, w being the realised canary share of requests; each latency observation in bucket
@@ -27,6 +28,12 @@ interval on all data so far, and the first ``fail`` ends the canary (the rollout
   over intervals (both metrics; a metric the canary does not change adds exactly 0) and FAILs
   when it reaches log(1/alpha). It is the delay no judge can beat by much, not a judge: on a
   good canary its LR is identically 1, so it is only run on bad ones.
+- ``margin-oracle``: the same SPRT against the built-in config's margins instead of "as good
+  as the baseline": each 5xx's null share is that of a canary erring at max(1.4 × p0,
+  p0 + 0.2 points) (latency's margin is 1.0, so its part is the oracle's). In an interval
+  where the true canary is inside that margin the alternative is the margin itself (no
+  evidence). No test that fails only beyond the margin does better on average (Wald), so its
+  detection and delay are the floor the margin puts under any judge of that margin.
 """
 
 from __future__ import annotations
@@ -142,33 +149,47 @@ def flagger(dataset: Dataset, *, min_success: float = 99.0, max_p99_ms: float = 
     return JudgeRun("pass", None, len(dataset))
 
 
-def _label_llr(canary: np.ndarray, baseline: np.ndarray, share: np.ndarray, p1: np.ndarray,
-               p0: np.ndarray) -> np.ndarray:
-    """Log-LR of the side each event landed on: θ1 = share·p1/(share·p1 + (1−share)·p0) vs
-    θ0 = share. Where neither side can produce the event, θ1 = θ0 (no information)."""
+def _canary_side(share: np.ndarray, p1: np.ndarray, p0: np.ndarray) -> np.ndarray:
+    """θ = share·p1/(share·p1 + (1−share)·p0): the chance an event came from the canary.
+    Where neither side can produce the event, θ = share (no information)."""
     mixed = share * p1 + (1.0 - share) * p0
-    theta1 = np.divide(share * p1, mixed, out=np.broadcast_to(share, mixed.shape).copy(),
-                       where=mixed > 0)
-    return (xlogy(canary, theta1) - xlogy(canary, share)
-            + xlogy(baseline, 1.0 - theta1) - xlogy(baseline, 1.0 - share))
+    return np.divide(share * p1, mixed, out=np.broadcast_to(share, mixed.shape).copy(),
+                     where=mixed > 0)
 
 
-def oracle_log_lr(dataset: Dataset, truth: Truth) -> np.ndarray:
-    """Per-interval log-LR increments of the oracle, errors and latency buckets together."""
+def _label_llr(canary: np.ndarray, baseline: np.ndarray, share: np.ndarray, p1: np.ndarray,
+               p0: np.ndarray, null: np.ndarray | None = None) -> np.ndarray:
+    """Log-LR of the side each event landed on: θ1 (the canary at ``p1``) against θ0 (the
+    canary at ``null``, by default ``p0``: as good as the baseline)."""
+    theta1 = _canary_side(share, p1, p0)
+    theta0 = _canary_side(share, p0 if null is None else null, p0)
+    return (xlogy(canary, theta1) - xlogy(canary, theta0)
+            + xlogy(baseline, 1.0 - theta1) - xlogy(baseline, 1.0 - theta0))
+
+
+def oracle_log_lr(dataset: Dataset, truth: Truth, *, ratio: float = 1.0,
+                  absolute: float = 0.0) -> np.ndarray:
+    """Per-interval log-LR increments of the oracle, errors and latency buckets together;
+    against the error margin max(ratio × p0, p0 + absolute) when one is given."""
     errors = dataset.metrics["error-rate"]
     latency = dataset.metrics["latency"]
     total = errors.canary_den + errors.baseline_den
     share = np.divide(errors.canary_den, total, out=np.full(len(total), 0.5), where=total > 0)
-    error_llr = _label_llr(errors.canary_num, errors.baseline_num, share, truth.canary_error,
-                           truth.baseline_error)
+    p0 = truth.baseline_error
+    margin = np.minimum(np.maximum(ratio * p0, p0 + absolute), 1.0)
+    # Inside the margin the best alternative is the margin itself: no evidence either way.
+    error_llr = _label_llr(errors.canary_num, errors.baseline_num, share,
+                           np.maximum(truth.canary_error, margin), p0, margin)
     latency_llr = _label_llr(latency.canary, latency.baseline, share[:, None],
                              truth.canary_buckets, truth.baseline_buckets)
     return error_llr + latency_llr.sum(axis=1)
 
 
-def oracle(dataset: Dataset, truth: Truth, *, alpha: float = 0.01) -> JudgeRun:
+def oracle(dataset: Dataset, truth: Truth, *, alpha: float = 0.01, ratio: float = 1.0,
+           absolute: float = 0.0) -> JudgeRun:
     """The SPRT with the true rates: FAIL when the cumulative LR reaches 1/alpha."""
-    crossed = np.nonzero(np.cumsum(oracle_log_lr(dataset, truth)) >= np.log(1.0 / alpha))[0]
+    llr = oracle_log_lr(dataset, truth, ratio=ratio, absolute=absolute)
+    crossed = np.nonzero(np.cumsum(llr) >= np.log(1.0 / alpha))[0]
     if crossed.size:
         t = int(crossed[0])
         return JudgeRun("fail", float(dataset.timestamps[t]), t + 1)

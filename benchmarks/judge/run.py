@@ -7,7 +7,8 @@ ends; median and p90 time and canary requests to fail; delay relative to the ora
 canaries both detect; and replay cost. See references.py for the reference judges' rules.
 
     python benchmarks/judge/run.py [--good N] [--bad M] [--seed S] [--quick] [--json PATH]
-                                   [--judges ours,kayenta,flagger,oracle] [--workers N]
+                                   [--judges ours,kayenta,flagger,oracle,margin-oracle]
+                                   [--workers N]
                                    [--ratio R --absolute M --gate-alpha A]  # candidates
 """
 
@@ -48,12 +49,20 @@ def _oracle(sim: Simulated) -> JudgeRun | None:
     return None if sim.dataset.expected == "pass" else references.oracle(sim.dataset, sim.truth)
 
 
+def _margin_oracle(sim: Simulated) -> JudgeRun | None:
+    """The oracle against the built-in error margin, max(1.4×, +0.2 points): the floor."""
+    if sim.dataset.expected == "pass":
+        return None
+    return references.oracle(sim.dataset, sim.truth, ratio=1.4, absolute=0.002)
+
+
 # name → (replay function, module it needs or None)
 JUDGES: dict[str, tuple[Callable[[Simulated], JudgeRun | None], str | None]] = {
     "ours": (_ours, "analyzer.replay"),
     "kayenta": (lambda sim: references.kayenta(sim.dataset), "analyzer.judge.mannwhitney"),
     "flagger": (lambda sim: references.flagger(sim.dataset), None),
     "oracle": (_oracle, None),
+    "margin-oracle": (_margin_oracle, None),
 }
 
 
@@ -133,7 +142,8 @@ def _delay_ratio(rows: list[dict[str, Any]], oracle: dict[str, dict[str, Any]],
             "ratio_of_medians": float(np.median(judge) / np.median(best))}
 
 
-def _group(rows: list[dict[str, Any]], oracle: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+def _group(rows: list[dict[str, Any]], oracle: dict[str, dict[str, Any]] | None,
+           floor: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     n = len(rows)
     verdicts = {v: sum(r["verdict"] == v for r in rows) for v in ("pass", "fail", "inconclusive")}
     failed = [r for r in rows if r["verdict"] == "fail"]
@@ -148,19 +158,28 @@ def _group(rows: list[dict[str, Any]], oracle: dict[str, dict[str, Any]] | None)
     if oracle is not None:
         out["delay_vs_oracle"] = {key: _delay_ratio(rows, oracle, key)
                                   for key in ("canary_requests_to_fail", "first_fail_at")}
+    if floor is not None:
+        # The margin oracle: what any judge of the built-in margin could detect, and how soon.
+        out["margin_oracle_detected"] = sum(floor.get(r["dataset"], {}).get("verdict") == "fail"
+                                            for r in rows)
+        out["delay_vs_margin_oracle"] = {key: _delay_ratio(rows, floor, key)
+                                         for key in ("canary_requests_to_fail", "first_fail_at")}
     return out
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     oracle = {r["dataset"]: r for r in records if r["judge"] == "oracle"}
+    margin = {r["dataset"]: r for r in records if r["judge"] == "margin-oracle"}
     summary: dict[str, Any] = {}
     for judge in dict.fromkeys(r["judge"] for r in records):
         rows = [r for r in records if r["judge"] == judge]
         compare = oracle if oracle and judge != "oracle" else None
+        floor = margin if margin and judge == "ours" else None
         families = {}
         for family in dict.fromkeys(r["family"] for r in rows):
-            families[family] = _group([r for r in rows if r["family"] == family], compare)
-        overall = {kind: _group(part, compare) for kind, part in
+            families[family] = _group([r for r in rows if r["family"] == family], compare,
+                                      floor)
+        overall = {kind: _group(part, compare, floor) for kind, part in
                    (("good", [r for r in rows if r["expected"] == "pass"]),
                     ("bad", [r for r in rows if r["expected"] == "fail"])) if part}
         evaluations = sum(r["evaluations"] for r in rows)
@@ -211,6 +230,10 @@ def render(summary: dict[str, Any]) -> str:
                 delay = stats["delay_vs_oracle"]["canary_requests_to_fail"]
                 line += (f"  {_fmt(delay['median_of_ratios'], '.2f')} / "
                          f"{_fmt(delay['ratio_of_medians'], '.2f')} ({delay['n']})")
+            if "delay_vs_margin_oracle" in stats:
+                delay = stats["delay_vs_margin_oracle"]["first_fail_at"]
+                line += (f"  floor {stats['margin_oracle_detected']}: time "
+                         f"×{_fmt(delay['median_of_ratios'], '.2f')} ({delay['n']})")
             lines.append(line)
     return "\n".join(lines)
 

@@ -204,7 +204,8 @@ def bursty(traffic: float = 20.0, p0: float = 0.005, canary_cv: float = 0.5,
 
     A canary of few pods jitters more than the baseline. The labels of errors are then
     overdispersed relative to the binomial split, which breaks naive e-processes
-    (statistics.md §5.6) although the canary is no worse on average.
+    (docs/statistics.md, "Why not just temper everything") although the canary is no worse
+    on average.
     """
     n = len(weights)
     canary = _arm(n, p0, latency, error_cv=canary_cv,
