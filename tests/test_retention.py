@@ -98,7 +98,9 @@ def test_bytes_per_evaluation_and_the_size_budget(answer: dict[str, Any],
 
 
 def test_pruning_batches_are_short(answer: dict[str, Any], tmp_path: Path) -> None:
-    """A batch holds the write lock for milliseconds, far inside a judge call's 2 s wait."""
+    """Pruning deletes in bounded batches, each short enough that a judge call waiting for
+    the lock never times out on one (the batches' milliseconds are a benchmark figure; here
+    only the bound that matters is asserted, so a loaded machine does not fail the test)."""
     store = Store(str(tmp_path / "batches.db"))
     try:
         _fill(store, answer, 1000, T0)
@@ -107,7 +109,7 @@ def test_pruning_batches_are_short(answer: dict[str, Any], tmp_path: Path) -> No
         report = pruner.prune()
         print(f"prune: {report.batches} batches, slowest {report.slowest_batch * 1000:.1f} ms")
         assert report.evaluations == 1000 and report.batches == 5
-        assert report.slowest_batch < 0.5
+        assert report.slowest_batch < store.lock_timeout
     finally:
         store.close()
 
