@@ -36,12 +36,12 @@ def _ever_fails(series, tau2=None) -> bool:
     return False
 
 
-def _first_fail(series) -> int | None:
+def _first_fail(series, **margin: float) -> int | None:
     for t in range(1, len(series) + 1):
         head = series.head(t)
         data = SplitData.from_counts(head.canary_num, head.canary_den, head.baseline_num,
                                      head.baseline_den)
-        if rate_test(data).log_e_increase >= LOG_K:
+        if rate_test(data, **margin).log_e_increase >= LOG_K:
             return t
     return None
 
@@ -191,21 +191,14 @@ def test_time_to_fail_against_the_default_margin_is_near_the_margin_oracle():
     against "no difference" is larger by the margin's own cost, which no test of the margin
     can avoid)."""
     rng = np.random.default_rng(17)
-    margin = default_config().metric("error-rate")
-    assert (margin.margin_increase, margin.allowed_absolute_increase) == (1.4, 0.002)
+    errors = default_config().metric("error-rate")
+    assert errors is not None
+    ratio, absolute, p0 = errors.margin_increase, errors.allowed_absolute_increase, 0.01
     ratios = []
     for _ in range(40):
-        series = sim.errors(rng, rps=20, p0=0.01, ratio=3.0)
-        ours = None
-        for t in range(1, len(series) + 1):
-            head = series.head(t)
-            data = SplitData.from_counts(head.canary_num, head.canary_den, head.baseline_num,
-                                         head.baseline_den)
-            if rate_test(data, allowed_increase=1.4,
-                         absolute_increase=0.002).log_e_increase >= LOG_K:
-                ours = t
-                break
-        best = _margin_oracle_look(series, 3.0, 1.4)
+        series = sim.errors(rng, rps=20, p0=p0, ratio=3.0)
+        ours = _first_fail(series, allowed_increase=ratio, absolute_increase=absolute)
+        best = _margin_oracle_look(series, 3.0, max(ratio, 1.0 + absolute / p0))
         if ours is not None and best is not None:
             ratios.append(ours / best)
     assert len(ratios) >= 36

@@ -31,6 +31,7 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import beta
 
+from analyzer.config import default_config
 from analyzer.judge.rate import SplitData
 from analyzer.judge.ratestate import RateState
 
@@ -39,8 +40,10 @@ DEFAULT_JSON = Path(__file__).parent / "results" / "nulls.json"
 NULLS = [(rps, cv, split) for rps in (20, 200, 1000) for cv in (0.3, 0.6)
          for split in ("ramp", "50/50")]
 POWER = [(rps, cv, ratio) for rps in (20, 200) for cv in (0.0, 0.3) for ratio in (2.0, 3.0)]
-# The built-in config's error-rate margin: max(1.4×, +0.2 points).
-MARGIN_RATIO, MARGIN_ABSOLUTE = 1.4, 0.002
+# The built-in config's error-rate margin (max(1.4×, +0.2 points) when this was written).
+_ERRORS = default_config().metric("error-rate")
+assert _ERRORS is not None
+MARGIN_RATIO, MARGIN_ABSOLUTE = _ERRORS.margin_increase, _ERRORS.allowed_absolute_increase
 MARGIN_POWER = ([(rps, cv, ratio, 0.01) for rps in (20, 200, 1000) for cv in (0.0, 0.3)
                  for ratio in (2.0, 3.0, 5.0)]
                 + [(rps, 0.0, 5.0, 0.001) for rps in (200, 1000)])
@@ -171,7 +174,8 @@ def main() -> None:
         print(f"       {r['rps']:5g} {r['cv']:4g} {r['ratio']:4g}   {r['detected']:.2f}     "
               f"{r['oracle_detected']:.2f}   {r['median_look']}  {r['oracle_median_look']}  "
               f"{r['median_delay_vs_oracle']}")
-    print("margin max(1.4x, +0.2 points): req/s  CV  ratio  base  margin  detected  "
+    print(f"margin max({MARGIN_RATIO:g}x, +{MARGIN_ABSOLUTE * 100:g} points): req/s  CV  ratio  "
+          "base  margin  detected  "
           "median look (ours / oracle / margin oracle)  ours÷oracle  floor÷oracle  "
           "ours÷floor")
     for r in margin:

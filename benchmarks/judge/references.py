@@ -28,9 +28,10 @@ interval on all data so far, and the first ``fail`` ends the canary (the rollout
   over intervals (both metrics; a metric the canary does not change adds exactly 0) and FAILs
   when it reaches log(1/alpha). It is the delay no judge can beat by much, not a judge: on a
   good canary its LR is identically 1, so it is only run on bad ones.
-- ``margin-oracle``: the same SPRT against the built-in config's margins instead of "as good
-  as the baseline": each 5xx's null share is that of a canary erring at max(1.4 × p0,
-  p0 + 0.2 points) (latency's margin is 1.0, so its part is the oracle's). In an interval
+- ``margin-oracle`` (``oracle(..., ratio=, absolute=)``): the same SPRT against an error
+  margin instead of "as good as the baseline": each 5xx's null share is that of a canary
+  erring at max(ratio × p0, p0 + absolute) (``run.py`` gives it the margin our judge is run
+  with; latency's built-in margin is 1.0, so the latency part is the oracle's). In an interval
   where the true canary is inside that margin the alternative is the margin itself (no
   evidence). No test that fails only beyond the margin does better on average (Wald), so its
   detection and delay are the floor the margin puts under any judge of that margin.

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import references
-from candidates import override
+from candidates import METRIC, override
 from references import JudgeRun
 from scipy.stats import beta
 from simulate import Simulated, build_corpus
@@ -50,10 +50,17 @@ def _oracle(sim: Simulated) -> JudgeRun | None:
 
 
 def _margin_oracle(sim: Simulated) -> JudgeRun | None:
-    """The oracle against the built-in error margin, max(1.4×, +0.2 points): the floor."""
+    """The oracle against the error margin ours is judged with (the built-in one, or the
+    candidate's): the floor under any judge of that margin."""
     if sim.dataset.expected == "pass":
         return None
-    return references.oracle(sim.dataset, sim.truth, ratio=1.4, absolute=0.002)
+    from analyzer.replay import config_for_dataset
+
+    config = override(config_for_dataset(sim.dataset), **_STATE.get("overrides", {}))
+    errors = config.metric(METRIC)
+    assert errors is not None
+    return references.oracle(sim.dataset, sim.truth, ratio=errors.margin_increase,
+                             absolute=errors.allowed_absolute_increase)
 
 
 # name → (replay function, module it needs or None)
@@ -62,7 +69,7 @@ JUDGES: dict[str, tuple[Callable[[Simulated], JudgeRun | None], str | None]] = {
     "kayenta": (lambda sim: references.kayenta(sim.dataset), "analyzer.judge.mannwhitney"),
     "flagger": (lambda sim: references.flagger(sim.dataset), None),
     "oracle": (_oracle, None),
-    "margin-oracle": (_margin_oracle, None),
+    "margin-oracle": (_margin_oracle, "analyzer.replay"),
 }
 
 
